@@ -1,0 +1,49 @@
+"""What every controller shares: the sampling settings and the per-problem context.
+
+A controller is a frozen dataclass with ``async def run(problem, engine, *, verifier=None) ->
+Solution``, built only from ``engine.stream`` calls, and registered by name in
+``ponder.controllers.REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ponder.controllers.sample import SampleContext
+from ponder.prompts import family_for, render
+from ponder.types import Problem, SamplingParams, Solution
+
+__all__ = ["Controller", "Sampling", "make_context"]
+
+
+class Controller(Protocol):
+    name: str
+
+    async def run(self, problem: Problem, engine: Any, *, verifier: Any = None) -> Solution: ...
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings of each sample (defaults: DeepSeek-R1's recommended 0.6 / 0.95)."""
+
+    temperature: float = 0.6
+    """Sampling temperature; 0 is greedy."""
+    top_p: float = 0.95
+    """Nucleus sampling threshold."""
+    max_tokens: int = 32768
+    """Most tokens per sample (engines also stop at the model's context length)."""
+    seed: int | None = None
+    """Base seed; sample i uses seed + i, so a run is reproducible."""
+
+    def params(self, index: int = 0, **changes: Any) -> SamplingParams:
+        """Engine parameters for sample ``index``; ``changes`` override fields."""
+        seed = None if self.seed is None else self.seed + index
+        fields = dict(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, seed=seed)
+        return SamplingParams(**{**fields, **changes})
+
+
+def make_context(problem: Problem, engine: Any, verifier: Any = None, family: str | None = None) -> SampleContext:
+    """Render the problem for the engine's model family."""
+    fam = family_for(engine.tokenizer, engine.model_name, family)
+    return SampleContext(engine, render(engine.tokenizer, problem.prompt, fam), fam, verifier)

@@ -1,0 +1,98 @@
+"""Running one sample: stream it from the engine into a `Trace`, and the shared exit primitive.
+
+`run_sample` is what every sampling controller calls per sample. `force_answer` is the exit
+primitive of design.md §2: end the thinking now (the family's end-of-thinking delimiter and answer
+cue) and generate the answer. Budget forcing uses it at the cap, S-GRPO at every exit position.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+from ponder.prompts import ModelFamily, split_thinking
+from ponder.types import SamplingParams, Trace
+
+__all__ = ["SampleContext", "run_sample", "force_answer", "thinking_tokens"]
+
+
+@dataclass
+class SampleContext:
+    """What a sample needs besides its sampling parameters."""
+
+    engine: Any
+    prompt_ids: list[int]
+    family: ModelFamily
+    verifier: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.engine.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.engine.tokenizer.encode(text, add_special_tokens=False))
+
+
+def thinking_tokens(ctx: SampleContext, ids: list[int]) -> int:
+    """How many of ``ids`` (a completion) lie inside the thinking section."""
+    end_ids = ctx.encode(ctx.family.think_end)
+    if len(end_ids) == 1:
+        return ids.index(end_ids[0]) if end_ids[0] in ids else len(ids)
+    thinking, _, closed = split_thinking(ctx.decode(ids), ctx.family)
+    if not closed:
+        return len(ids)
+    lo, hi = 0, len(ids)  # the shortest prefix whose text covers the thinking
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if len(ctx.decode(ids[:mid])) < len(thinking) else (lo, mid)
+    return lo
+
+
+async def stream_into(ctx: SampleContext, trace: Trace, prefix: list[int], params: SamplingParams) -> list[int]:
+    """Continue ``prefix`` (prompt + trace so far) and append what the engine generates to ``trace``."""
+    new: list[int] = []
+    async with aclosing(ctx.engine.stream(prefix, params)) as chunks:
+        async for chunk in chunks:
+            new.extend(chunk.token_ids)
+            trace.token_ids.extend(chunk.token_ids)
+            if chunk.logprobs is not None:
+                trace.logprobs = (trace.logprobs or []) + list(chunk.logprobs)
+            if chunk.finish_reason:
+                trace.finish_reason = chunk.finish_reason
+    return new
+
+
+async def run_sample(ctx: SampleContext, params: SamplingParams) -> Trace:
+    """One plain sample: generate until EOS or the token limit, then extract the answer."""
+    trace = Trace()
+    await stream_into(ctx, trace, ctx.prompt_ids, params)
+    return finish_trace(ctx, trace, ctx.decode(trace.token_ids))
+
+
+def finish_trace(ctx: SampleContext, trace: Trace, text: str) -> Trace:
+    """Fill in the decoded text, thinking length and extracted answer."""
+    trace.text = text
+    trace.thinking_tokens = thinking_tokens(ctx, trace.token_ids) if trace.token_ids else 0
+    if ctx.verifier is not None:
+        _, answer_part, closed = split_thinking(text, ctx.family)
+        # Only the part after the thinking counts as an answer: a model that never closed its
+        # thinking has not answered yet.
+        trace.answer = ctx.verifier.extract(answer_part) if closed else None
+    return trace
+
+
+async def force_answer(
+    ctx: SampleContext, trace: Trace, prefix_ids: list[int], answer_tokens: int, params: SamplingParams,
+    with_exit_prompt: bool = False,
+) -> list[int]:
+    """End the thinking now and generate the answer.
+
+    Appends the family's (optional exit prompt +) end-of-thinking delimiter and answer cue to
+    ``prefix_ids``, records the injected text in ``trace.info['injected']``, and streams at most
+    ``answer_tokens`` new tokens into ``trace``. Returns the ids of the injected suffix.
+    """
+    suffix = ctx.encode(ctx.family.force_suffix(with_exit_prompt))
+    trace.info.setdefault("injected", []).append(ctx.family.force_suffix(with_exit_prompt))
+    await stream_into(ctx, trace, prefix_ids + suffix, params.replace(max_tokens=max(answer_tokens, 1)))
+    return suffix

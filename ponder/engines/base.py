@@ -1,0 +1,99 @@
+"""The Engine protocol: token ids in, streamed token ids out, cancellation = abort in the engine.
+
+Every token source (transformers, vLLM in-process, an OpenAI-compatible server, the Ray pool)
+implements `Engine.stream`. Closing the stream's iterator, or cancelling the task that reads it,
+aborts the request inside the engine: no tokens are generated for it after the abort takes
+effect. `EngineStats` counts what each engine really generated, so tests and benchmarks can check
+abort claims from the engine's own numbers rather than from what the caller happened to read.
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+from ponder.types import Chunk, FinishReason, SamplingParams
+
+__all__ = ["Engine", "EngineStats", "Completion", "complete", "request_ids"]
+
+request_ids = (f"ponder-{i}" for i in itertools.count())
+"""Process-wide unique request ids."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What controllers need from a token source."""
+
+    tokenizer: Any
+    """A Hugging Face tokenizer (encode/decode/apply_chat_template)."""
+    name: str
+    """Short engine kind: ``hf``, ``vllm``, ``openai``, ``ray``."""
+    model_name: str
+    """The model path or id the engine serves (used to pick the model family)."""
+    stats: EngineStats
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Chunk]:
+        """Generate from exact prompt token ids. Ends with a chunk whose finish_reason is set."""
+        ...
+
+    def unfinished(self) -> int:
+        """Requests still running inside the engine (0 once every abort has taken effect)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the model and any background workers."""
+        ...
+
+
+@dataclass
+class EngineStats:
+    """Counters kept by the engine itself (not by its callers)."""
+
+    requests: int = 0
+    """Requests started."""
+    generated_tokens: int = 0
+    """Every token the engine decoded, including ones dropped because their request was aborted."""
+    aborted_requests: int = 0
+    """Requests that ended by abort."""
+    tokens_after_abort: int = 0
+    """Tokens decoded for a request after its abort was requested (the in-flight step)."""
+    per_request: dict[str, int] = field(default_factory=dict)
+    """Tokens decoded per request id (kept for the last 4096 requests)."""
+
+    def count(self, request_id: str, n: int = 1) -> None:
+        self.generated_tokens += n
+        self.per_request[request_id] = self.per_request.get(request_id, 0) + n
+        if len(self.per_request) > 4096:  # bound memory on long runs; oldest first
+            self.per_request.pop(next(iter(self.per_request)))
+
+
+@dataclass
+class Completion:
+    """A finished request, gathered from its chunks."""
+
+    token_ids: list[int]
+    logprobs: list[float] | None
+    top_logprobs: list[dict[int, float]] | None
+    finish_reason: FinishReason
+    stop_reason: str | int | None
+
+
+async def complete(engine: Engine, prompt_ids: list[int], params: SamplingParams) -> Completion:
+    """Run one request to its end and gather its chunks."""
+    ids: list[int] = []
+    lps: list[float] | None = [] if params.logprobs is not None else None
+    tops: list[dict[int, float]] | None = [] if params.logprobs else None
+    last: Chunk | None = None
+    async with aclosing(engine.stream(prompt_ids, params)) as chunks:
+        async for chunk in chunks:
+            ids.extend(chunk.token_ids)
+            if lps is not None and chunk.logprobs is not None:
+                lps.extend(chunk.logprobs)
+            if tops is not None and chunk.top_logprobs is not None:
+                tops.extend(chunk.top_logprobs)
+            last = chunk
+    if last is None or last.finish_reason is None:
+        raise RuntimeError(f"engine {engine.name} ended a stream without a finish reason")
+    return Completion(ids, lps, tops, last.finish_reason, last.stop_reason)

@@ -1,0 +1,99 @@
+"""Chat rendering and the thinking conventions of each model family.
+
+A `ModelFamily` names the strings a controller needs to steer a reasoning model: where thinking
+starts and ends, the cue that makes it state an answer, the word that extends thinking (s1's
+"Wait"), and S-GRPO's exit prompt. `family_for(tokenizer, name)` picks one; `render` turns a
+problem into prompt token ids through the tokenizer's own chat template.
+
+    from ponder.prompts import family_for, render
+    fam = family_for(tokenizer, "Qwen/Qwen3-8B")
+    ids = render(tokenizer, "Compute 1+2", fam)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ModelFamily", "FAMILIES", "family_for", "render", "split_thinking"]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """The thinking conventions of one family of reasoning models."""
+
+    name: str
+    """Registry key (``tiny``, ``qwen3``, ``deepseek-r1``, ``s1``, ...)."""
+    think_start: str
+    """Opens the thinking section."""
+    think_end: str
+    """Closes the thinking section; generation is stopped on it to control thinking length."""
+    answer_cue: str
+    """Appended after ``think_end`` when an answer is forced, so the model states it at once."""
+    wait: str = "Wait"
+    """Appended instead of ``think_end`` to make the model keep thinking (s1 budget forcing)."""
+    exit_prompt: str = "Time is limited, stop thinking and start answering.\n"
+    """S-GRPO's early-exit sentence, inserted before ``think_end`` at each exit position."""
+    chat_kwargs: tuple[tuple[str, Any], ...] = ()
+    """Extra keyword arguments for ``apply_chat_template`` (e.g. Qwen3's ``enable_thinking``)."""
+
+    def force_suffix(self, with_exit_prompt: bool = False) -> str:
+        """The text that ends thinking now and cues the answer."""
+        return (self.exit_prompt if with_exit_prompt else "") + self.think_end + self.answer_cue
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    # The embedded tiny reasoner writes `</think>\boxed{N}`; the cue is the boxed opener itself.
+    "tiny": ModelFamily("tiny", "<think>", "</think>", "\\boxed{", wait="wait, "),
+    "qwen3": ModelFamily(
+        "qwen3", "<think>", "</think>", "\n\n**Final Answer**\n\\boxed{", chat_kwargs=(("enable_thinking", True),)
+    ),
+    "deepseek-r1": ModelFamily("deepseek-r1", "<think>", "</think>", "\n\n**Final Answer**\n\\boxed{"),
+    "phi4-reasoning": ModelFamily("phi4-reasoning", "<think>", "</think>", "\n\n**Final Answer**\n\\boxed{"),
+    # s1 thinks after "<|im_start|>think" and answers after "<|im_start|>answer" (arXiv 2501.19393).
+    "s1": ModelFamily("s1", "<|im_start|>think", "<|im_start|>answer", "\nFinal Answer:"),
+}
+
+
+def family_for(tokenizer: Any = None, name: str | None = None, family: str | None = None) -> ModelFamily:
+    """Pick the family by explicit name, else from the model name, else from the tokenizer's vocabulary.
+
+    Raises:
+        ValueError: an explicit ``family`` that is not registered.
+    """
+    if family is not None:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+        return FAMILIES[family]
+    lowered = (name or getattr(tokenizer, "name_or_path", "") or "").lower()
+    for key, fam in (("tiny-reasoner", "tiny"), ("qwen3", "qwen3"), ("qwq", "qwen3"), ("phi-4", "phi4-reasoning"),
+                     ("s1", "s1"), ("deepseek-r1", "deepseek-r1"), ("r1-distill", "deepseek-r1")):
+        if key in lowered:
+            return FAMILIES[fam]
+    return FAMILIES["deepseek-r1"]
+
+
+def render(tokenizer: Any, prompt: str, family: ModelFamily | None = None, system: str | None = None) -> list[int]:
+    """Token ids of the chat-templated prompt, ready for generation.
+
+    The template's text is encoded without adding special tokens again, because templates
+    already write their own BOS.
+    """
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    kwargs = dict(family.chat_kwargs) if family else {}
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **kwargs)
+    else:  # base models without a template: plain text prompt
+        text = prompt
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def split_thinking(text: str, family: ModelFamily) -> tuple[str, str, bool]:
+    """Split a completion into (thinking, answer part, whether thinking was closed).
+
+    A completion that never closes its thinking is all thinking and has no answer part.
+    """
+    at = text.rfind(family.think_end)
+    if at < 0:
+        return text, "", False
+    return text[:at], text[at + len(family.think_end):], True

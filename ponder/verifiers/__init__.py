@@ -1,0 +1,79 @@
+"""Verifiers: find a model's final answer and check it against the reference.
+
+    from ponder.verifiers import get_verifier
+    v = get_verifier("math")          # or "integer" (AIME), "choice" (GPQA)
+    v.extract(text)                   # canonical answer string for voting, or None
+    v.verify(gold, text)              # True / False; None only when gold cannot be parsed
+
+Importing this package loads only the standard library: the math verifier runs sympy and
+Math-Verify in worker processes, started on first use.
+"""
+
+import threading
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ponder.verifiers.choice import ChoiceVerifier, ChoiceVerifierConfig
+from ponder.verifiers.integer import IntegerVerifier, IntegerVerifierConfig
+from ponder.verifiers.math import MathVerifier, MathVerifierConfig, WorkerStartError
+
+__all__ = [
+    "REGISTRY",
+    "ChoiceVerifier",
+    "ChoiceVerifierConfig",
+    "IntegerVerifier",
+    "IntegerVerifierConfig",
+    "MathVerifier",
+    "MathVerifierConfig",
+    "Verifier",
+    "WorkerStartError",
+    "get_verifier",
+]
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """What controllers, eval and RL rewards need from a verifier."""
+
+    name: str
+    """The registry name: "math", "integer" or "choice"."""
+
+    def extract(self, text: str) -> str | None:
+        """The final answer in `text` as a canonical, hashable string for voting; None if absent."""
+        ...
+
+    def verify(self, gold: str, text: str) -> bool | None:
+        """Whether `text` answers `gold`; None only when `gold` itself cannot be parsed."""
+        ...
+
+
+REGISTRY: dict[str, Callable[[], Verifier]] = {
+    "math": MathVerifier,
+    "integer": IntegerVerifier,
+    "choice": ChoiceVerifier,
+}
+"""Verifier factories by name; each returns a verifier with its default config."""
+
+_instances: dict[str, Verifier] = {}
+_instances_lock = threading.Lock()
+
+
+def get_verifier(name: str) -> Verifier:
+    """The shared verifier registered as `name` (one instance per name, so one worker pool).
+
+    Args:
+        name: "math", "integer" or "choice".
+
+    Returns:
+        The verifier, built by its REGISTRY factory on first use.
+
+    Raises:
+        ValueError: when `name` is not registered.
+    """
+    if name not in REGISTRY:
+        allowed = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"unknown verifier {name!r}; allowed: {allowed}")
+    with _instances_lock:
+        if name not in _instances:
+            _instances[name] = REGISTRY[name]()
+        return _instances[name]

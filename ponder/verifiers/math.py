@@ -1,0 +1,281 @@
+"""The math verifier: Math-Verify run in worker processes with a hard timeout.
+
+Math-Verify (`math_verify.parse` / `math_verify.verify`) is the grader; this module only decides
+where it runs. It runs in long-lived child processes (`_worker.py`) because:
+
+- its own timeout is `signal.alarm`, which raises off the main thread (threads, Ray actors);
+- sympy can hang, in C, on answers like `10^{10^{10^{10}}}`; only killing a process stops that;
+- model output is untrusted, and a separate process with memory and CPU limits, fed plain JSON,
+  contains whatever a bad answer makes the parser do (see `_worker.py` for the eval guard).
+
+Workers are started with `subprocess` (fork + immediate exec, safe while the parent holds
+threads) rather than `multiprocessing`, whose spawn and forkserver modes re-import the caller's
+`__main__` in the child. A worker that misses its deadline is killed; the next call starts a
+fresh one. Safe to call from any thread, concurrently. POSIX only (select on pipes, rlimits).
+"""
+
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from ponder.verifiers._text import answer_window, last_boxed
+
+__all__ = ["MathVerifier", "MathVerifierConfig", "WorkerStartError"]
+
+_WORKER_PATH = Path(__file__).with_name("_worker.py")
+# Run _worker.py by path without putting its folder on sys.path (it holds a `math.py` that
+# would shadow the standard library) and without importing the `ponder` package.
+_BOOTSTRAP = (
+    "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+@dataclass(frozen=True)
+class MathVerifierConfig:
+    """How the math verifier runs Math-Verify."""
+
+    timeout_s: float = 5.0
+    """Hard limit on one extract/verify call inside a worker; past it the worker is killed."""
+    max_chars: int = 4096
+    """Most characters of an answer sent to a worker (the window around the last box)."""
+    workers: int = 1
+    """Worker processes; concurrent callers beyond this wait for a free one."""
+    startup_timeout_s: float = 60.0
+    """Limit on starting a worker (importing sympy), which does not count against timeout_s."""
+    memory_limit_mb: int = 2048
+    """Address-space limit of each worker (RLIMIT_AS; a worker needs about 100 MB); 0 for none."""
+
+
+class _WorkerFailed(Exception):
+    """The worker timed out, died, or broke protocol; it must be replaced."""
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not start (Math-Verify missing, no memory): an environment problem that
+    must not pass silently as "every answer is wrong"."""
+
+
+class _Worker:
+    """One child process and its line-buffered pipe. Used by one thread at a time."""
+
+    def __init__(self, config: MathVerifierConfig):
+        self._config = config
+        self._proc: subprocess.Popen | None = None
+        self._buffer = b""
+        self._owner = os.getpid()
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id, or None before the first call and after a kill."""
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def call(self, request: dict):
+        """Send one request; return its result or raise _WorkerFailed."""
+        if self._owner != os.getpid():  # we were forked: that process belongs to the parent
+            self._proc, self._buffer, self._owner = None, b"", os.getpid()
+        if self._proc is None:
+            self._start()
+        request = {**request, "soft_timeout": self._config.timeout_s * 0.8}
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+        except OSError as exc:
+            raise _WorkerFailed(f"worker pipe closed: {exc}") from exc
+        reply = self._read(time.monotonic() + self._config.timeout_s)
+        if "result" not in reply:
+            raise _WorkerFailed("worker broke protocol")
+        return reply["result"]
+
+    def _start(self) -> None:
+        memory = str(self._config.memory_limit_mb)
+        command = [sys.executable, "-P", "-c", _BOOTSTRAP, str(_WORKER_PATH), memory]
+        try:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                close_fds=True,
+                start_new_session=True,  # a Ctrl-C in the terminal is the parent's to handle
+            )
+        except OSError as exc:
+            raise WorkerStartError(f"cannot run {sys.executable}: {exc}") from exc
+        self._buffer = b""
+        try:
+            hello = self._read(time.monotonic() + self._config.startup_timeout_s)
+        except _WorkerFailed as exc:
+            self.kill()
+            raise WorkerStartError(f"math verifier worker did not start: {exc}") from exc
+        if not hello.get("ready"):
+            self.kill()
+            raise WorkerStartError(f"math verifier worker failed to start: {hello.get('error')}")
+
+    def _read(self, deadline: float) -> dict:
+        """Read one JSON line from the worker before `deadline` (time.monotonic)."""
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise _WorkerFailed("timed out")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise _WorkerFailed("worker exited")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            return json.loads(line)
+        except ValueError as exc:
+            raise _WorkerFailed("worker broke protocol") from exc
+
+    def kill(self) -> None:
+        """Stop the process (if any); the next call starts a fresh one."""
+        proc, self._proc = self._proc, None
+        if proc is None or self._owner != os.getpid():  # never kill a parent's worker
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class _Pool:
+    """A fixed set of lazily started workers shared by all threads of one verifier."""
+
+    def __init__(self, config: MathVerifierConfig):
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self.workers = [_Worker(config) for _ in range(max(1, config.workers))]
+        for worker in self.workers:
+            self._idle.put(worker)
+        # Runs on close(), on garbage collection, and at interpreter exit: workers exit by
+        # themselves when their stdin closes, but one stuck in C would not notice, and an
+        # orphan burning CPU (or a pytest run that never ends) is worse than a kill.
+        self._finalizer = weakref.finalize(self, _kill_all, self.workers)
+
+    def call(self, request: dict, failed):
+        """Run `request` on a free worker; `failed` is returned on timeout or crash."""
+        worker = self._idle.get()  # LIFO: the warm worker is reused before a cold one starts
+        try:
+            return worker.call(request)
+        except (_WorkerFailed, OSError, ValueError):  # OSError/ValueError: pipe closed under us
+            worker.kill()
+            return failed
+        except BaseException:
+            worker.kill()  # e.g. KeyboardInterrupt mid-read: the pipe is out of step now
+            raise
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        """Kill every worker; a caller mid-request gets its op's negative answer."""
+        self._finalizer()
+
+
+def _kill_all(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.kill()
+
+
+class MathVerifier:
+    r"""Verifies and extracts math answers (numbers, LaTeX expressions, sets, intervals, tuples).
+
+    Args:
+        config: timeouts, answer size and worker settings.
+
+    Example:
+        >>> v = MathVerifier()
+        >>> v.verify(r"\frac{1}{2}", r"... so the answer is $\boxed{0.5}$")
+        True
+    """
+
+    name = "math"
+
+    def __init__(self, config: MathVerifierConfig | None = None):
+        self.config = config or MathVerifierConfig()
+        self._pool: _Pool | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> _Pool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = _Pool(self.config)
+            return self._pool
+
+    def _answer(self, text: str) -> str:
+        """What the worker gets: the last complete box alone, else the answer window.
+
+        Sending only the last box makes "\\boxed{4} wait, actually \\boxed{3}" mean 3 (Math-Verify
+        alone would join the two boxes into {3, 4}).
+        """
+        if not isinstance(text, str):
+            return ""
+        window = answer_window(text, self.config.max_chars)
+        boxed = last_boxed(window)
+        return window if boxed is None else "\\boxed{" + boxed + "}"
+
+    def extract(self, text: str) -> str | None:
+        """The final answer as a canonical string for voting.
+
+        Args:
+            text: the model's output.
+
+        Returns:
+            str() of the parsed, lightly evaluated sympy answer ("1/2" for `\\dfrac12` and 0.5,
+            "33" for 033), or None when no answer is found or parsing timed out.
+
+        Raises:
+            WorkerStartError: when no worker can start (an environment problem, not an answer's).
+        """
+        window = self._answer(text)
+        if not window.strip():
+            return None
+        result = self._get_pool().call({"op": "extract", "text": window}, None)
+        return result if isinstance(result, str) else None
+
+    def verify(self, gold: str, text: str) -> bool | None:
+        """Whether `text` answers with something equivalent to `gold`.
+
+        Args:
+            gold: the reference answer, plain LaTeX ("\\frac{\\sqrt{3}}{2}", "(1,2)", "3").
+            text: the model's output.
+
+        Returns:
+            True or False; None only when `gold` itself cannot be parsed. A missing, malformed
+            or timed-out answer is False.
+
+        Raises:
+            WorkerStartError: when no worker can start (an environment problem, not an answer's).
+        """
+        if not isinstance(gold, str) or not gold.strip():
+            return None
+        window = self._answer(text)
+        gold = gold[: self.config.max_chars]
+        result = self._get_pool().call({"op": "verify", "gold": gold, "text": window}, False)
+        return result if result is None or isinstance(result, bool) else False
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (for monitoring and tests)."""
+        with self._lock:
+            pool = self._pool
+        return [] if pool is None else [w.pid for w in pool.workers if w.pid is not None]
+
+    def close(self) -> None:
+        """Stop this verifier's workers; later calls start new ones."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
