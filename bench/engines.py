@@ -57,10 +57,7 @@ async def bench_engine(kind: str, tokens: int, server_url: str | None) -> dict:
     ids = render(engine.tokenizer, "Compute 110+057+004", family_for(engine.tokenizer, engine.model_name))
     row = {"batch1": await throughput(engine, ids, 1, tokens), "batch16": await throughput(engine, ids, 16, tokens)}
     row["abort_ms"], row["abort_tokens"] = await abort_latency(engine, ids)
-    if kind == "vllm":
-        engine._llm.shutdown()
-    else:
-        await engine.aclose()
+    await engine.aclose()
     return row
 
 

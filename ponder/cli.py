@@ -46,7 +46,15 @@ def solve(
     base_url: Optional[str] = typer.Option(None, help="Server root for --engine openai, e.g. http://127.0.0.1:8000/v1."),
     answer_kind: str = typer.Option("math", help="How answers are extracted: math, integer or choice."),
     gold: Optional[str] = typer.Option(None, help="Reference answer; the result says whether it is correct."),
+    n: Optional[int] = typer.Option(None, "-n", "--n", help="Samples to launch (majority, ffs, deepconf)."),
+    k: Optional[int] = typer.Option(None, "-k", "--k", help="FFS-k / LFS-k: vote over k finished samples."),
+    mode: Optional[str] = typer.Option(None, help="ffs: first (default) or last (LFS-k)."),
+    max_thinking_tokens: Optional[int] = typer.Option(None, help="Budget forcing: cap on thinking tokens."),
+    min_thinking_tokens: Optional[int] = typer.Option(None, help="Budget forcing: minimum thinking tokens."),
+    extend: Optional[int] = typer.Option(None, help="Budget forcing: append 'Wait' up to N times."),
+    answer_tokens: Optional[int] = typer.Option(None, help="Budget forcing: answer budget after a forced stop."),
     temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
+    top_p: Optional[float] = typer.Option(None, help="Nucleus sampling threshold."),
     max_tokens: Optional[int] = typer.Option(None, help="Most tokens per sample."),
     seed: Optional[int] = typer.Option(None, help="Base seed for reproducible sampling."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Solution as one JSON object."),
@@ -57,13 +65,12 @@ def solve(
     _check_choice("--engine", engine, ENGINE_KINDS)
     _check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
     _check_choice("--controller", controller, tuple(sorted(REGISTRY)))
-    if temperature is not None and temperature < 0:
-        fail(f"--temperature must be >= 0 (got {temperature})")
-    if max_tokens is not None and max_tokens < 1:
-        fail(f"--max-tokens must be >= 1 (got {max_tokens})")
     if base_url and engine != "openai":
         fail("--base-url only applies to --engine openai")
-    options = {k: v for k, v in dict(temperature=temperature, max_tokens=max_tokens, seed=seed).items() if v is not None}
+    options = {key: value for key, value in dict(
+        n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens, min_thinking_tokens=min_thinking_tokens,
+        extend=extend, answer_tokens=answer_tokens, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+        seed=seed).items() if value is not None}
     engine_options = {"base_url": base_url} if base_url else {}
     try:
         from ponder.controllers import get_controller
@@ -73,12 +80,20 @@ def solve(
 
         with Solver(model, engine, **engine_options) as solver:
             solution = solver.solve(problem, controller, answer_kind=answer_kind, gold=gold, **options)
-    except (ValueError, FileNotFoundError, ConnectionError, OSError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError) as exc:
+        fail(_option_names(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__)
     if as_json:
         typer.echo(json.dumps(solution.to_dict()))
         return
     _print_solution(solution)
+
+
+def _option_names(message: str) -> str:
+    """Controllers name their fields (max_thinking_tokens); the CLI user typed --max-thinking-tokens."""
+    import re
+
+    return re.sub(r"\b(max_thinking_tokens|min_thinking_tokens|answer_tokens|max_tokens|top_p)\b",
+                  lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def _print_solution(solution) -> None:

@@ -115,8 +115,12 @@ async def measure(model_dir: Path, n_problems: int, n_sampled: int, k: int = 8) 
         "share_of_thinking_after_first_answer": after / max(thinking, 1),
         "sampled_thinking_tokens": thinking / len(flat),
     })
-    print("forced thinking cuts (greedy)")
-    res["budget_accuracy"] = {b: await budget_accuracy(engine, tok, prompts, answers, b) for b in BUDGETS}
+    n_budget = min(n_problems, 200)
+    print(f"forced thinking cuts (greedy) on {n_budget} problems")
+    res["budget_problems"] = n_budget
+    res["budget_accuracy"] = {
+        b: await budget_accuracy(engine, tok, prompts[:n_budget], answers[:n_budget], b) for b in BUDGETS
+    }
     await engine.aclose()
     return res
 
@@ -155,7 +159,7 @@ Measured by `python scripts/train_tiny_reasoner.py --eval-only` on held-out prob
 Accuracy by length rank among the {r['samples_per_problem']} samples (shortest first):
 {ranks}
 
-Forced thinking cut (greedy; at the cap `</think>` is appended and the answer generated):
+Forced thinking cut ({r['budget_problems']} problems, greedy; at the cap `</think>` is appended and the answer generated):
 
 | thinking budget (tokens) | accuracy |
 |---|---|

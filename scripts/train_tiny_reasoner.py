@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import random
+import re
 import string
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ponder.eval.arith import make_problem, problems, reference_trace  # noqa: E402
+from ponder.eval.arith import ANSWER_PHRASE, make_problem, problems, reference_trace  # noqa: E402
 
 OUT = ROOT / "ponder" / "assets" / "tiny-reasoner"
 SPECIALS = ["<pad>", "</s>", "<unk>", "<|user|>", "<|assistant|>"]
@@ -98,6 +99,8 @@ def training_batches(tokenizer, args, held_out: set[tuple[int, ...]]):
             if p.terms in held_out:
                 continue
             thinking, answer = reference_trace(p.terms, rng, corrupt_p=args.corrupt_p)
+            if rng.random() < args.cut_p:
+                thinking, answer = cut_thinking(thinking, answer, p.answer, rng)
             completion = f"<think>{thinking}</think>\\boxed{{{answer}}}"
             rows.append(encode_example(tokenizer, p.prompt, completion))
         rows.sort(key=lambda r: len(r[0]))
@@ -105,6 +108,17 @@ def training_batches(tokenizer, args, held_out: set[tuple[int, ...]]):
         rng.shuffle(buckets)
         for bucket in buckets:
             yield _collate(bucket, tokenizer.pad_token_id)
+
+
+def cut_thinking(thinking: str, final: int, true_answer: int, rng: random.Random) -> tuple[str, int]:
+    """A forced-exit example: thinking cut at a uniform position, then the answer anyway.
+
+    The answer is the last one stated before the cut, or the true sum when none was, so that a
+    cut model still closes its box with a number (budget forcing and S-GRPO exits rely on it).
+    """
+    at = rng.randint(1, len(thinking) - 1)
+    stated = [int(m) for m in re.findall(ANSWER_PHRASE + r"(\d+)\n", thinking[:at])]
+    return thinking[:at], stated[-1] if stated else true_answer
 
 
 def _collate(rows, pad_id: int):
@@ -158,11 +172,12 @@ def train(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-only", action="store_true", help="skip training; measure the committed model")
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=1800)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--corrupt-p", type=float, default=0.35)
+    ap.add_argument("--cut-p", type=float, default=0.1, help="share of forced-exit (cut thinking) examples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--held-out-guard", type=int, default=5000, help="test problems never trained on")

@@ -74,5 +74,5 @@ async def engine(request):
 def _close_engines():
     yield
     vllm_engine = _ENGINES.pop("vllm", None)
-    if vllm_engine is not None and vllm_engine._llm is not None:
-        vllm_engine._llm.shutdown()  # stop the engine-core process before the interpreter exits
+    if vllm_engine is not None:
+        vllm_engine.shutdown()  # stop the engine-core process before the interpreter exits

@@ -1,8 +1,13 @@
 """Test-time compute strategies, one file each, chosen by name from `REGISTRY`.
 
-    from ponder.controllers import REGISTRY
+    from ponder.controllers import REGISTRY, get_controller, FirstFinish, BudgetForcing
     controller = REGISTRY["single"]()
     solution = await controller.run(problem, engine, verifier=get_verifier("integer"))
+    get_controller("ffs", n=8, temperature=0.6, max_thinking_tokens=512)
+    FirstFinish(n=8, sample=BudgetForcing(max_thinking_tokens=512))     # the same, spelled out
+
+Sampling controllers (majority, ffs, deepconf) take a per-sample policy (``sample=``, see
+policy.py); `BudgetForcing` is both a controller and such a policy.
 """
 
 from __future__ import annotations
@@ -11,22 +16,36 @@ import dataclasses
 from typing import Any, Callable
 
 from ponder.controllers.base import Controller, Sampling
+from ponder.controllers.budget_forcing import BudgetForcing
+from ponder.controllers.deepconf import DeepConf
+from ponder.controllers.first_finish import FirstFinish
+from ponder.controllers.majority import Majority
+from ponder.controllers.policy import Plain, SamplePolicy
 from ponder.controllers.sample import force_answer, run_sample
 from ponder.controllers.single import Single
 
-__all__ = ["REGISTRY", "Controller", "Sampling", "Single", "force_answer", "run_sample", "get_controller"]
+__all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "FirstFinish", "BudgetForcing", "DeepConf",
+           "Plain", "SamplePolicy", "force_answer", "run_sample", "get_controller"]
 
 REGISTRY: dict[str, Callable[..., Controller]] = {
     "single": Single,
+    "majority": Majority,
+    "ffs": FirstFinish,
+    "first_finish": FirstFinish,
+    "budget_forcing": BudgetForcing,
+    "deepconf": DeepConf,
 }
+
+_FORCING_KEYS = {f.name for f in dataclasses.fields(BudgetForcing)} - {"sampling"}
 
 
 def get_controller(name: str, **options: Any) -> Controller:
     """Build a registered controller by name.
 
     Options named like `Sampling` fields (temperature, top_p, max_tokens, seed) configure the
-    samples; the rest go to the controller. Unknown names and options raise ValueError listing
-    the choices.
+    samples; budget-forcing options (max_thinking_tokens, min_thinking_tokens, extend,
+    answer_tokens) given to a controller with a ``sample`` policy make it budget-force each sample;
+    the rest go to the controller. Unknown names and options, and bad values, raise ValueError.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown controller {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
@@ -34,6 +53,14 @@ def get_controller(name: str, **options: Any) -> Controller:
     sampling_keys = {f.name for f in dataclasses.fields(Sampling)}
     sampling = {k: options.pop(k) for k in list(options) if k in sampling_keys and options[k] is not None}
     allowed = {f.name for f in dataclasses.fields(factory)} if dataclasses.is_dataclass(factory) else set()
+    if "sample" in allowed:
+        allowed |= _FORCING_KEYS
+        given = {k: options.pop(k) for k in list(options) if k in _FORCING_KEYS}
+        forcing = {k: v for k, v in given.items() if v is not None}  # None: not given (CLI defaults)
+        if forcing and "sample" in options:
+            raise ValueError(f"controller {name!r}: give either sample= or {', '.join(sorted(forcing))}, not both")
+        if forcing:
+            options["sample"] = BudgetForcing(**forcing)
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(f"controller {name!r} has no option {', '.join(unknown)}; its options: "

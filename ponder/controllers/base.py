@@ -36,6 +36,15 @@ class Sampling:
     seed: int | None = None
     """Base seed; sample i uses seed + i, so a run is reproducible."""
 
+    def __post_init__(self) -> None:
+        # fail when the controller is built (CLI: before a model loads), not at the first request
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a number >= 0 (got {self.temperature!r})")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be a number in (0, 1] (got {self.top_p!r})")
+        if not (isinstance(self.max_tokens, int) and self.max_tokens >= 1):
+            raise ValueError(f"max_tokens must be an integer >= 1 (got {self.max_tokens!r})")
+
     def params(self, index: int = 0, **changes: Any) -> SamplingParams:
         """Engine parameters for sample ``index``; ``changes`` override fields."""
         seed = None if self.seed is None else self.seed + index

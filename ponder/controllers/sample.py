@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from ponder.engines.base import request_ids
 from ponder.prompts import ModelFamily, split_thinking
-from ponder.types import SamplingParams, Trace
+from ponder.types import Chunk, SamplingParams, Trace
 
-__all__ = ["SampleContext", "run_sample", "force_answer", "thinking_tokens"]
+__all__ = ["SampleContext", "run_sample", "stream_into", "finish_trace", "force_answer", "thinking_tokens", "wasted_after_abort"]
 
 
 @dataclass
@@ -26,6 +27,9 @@ class SampleContext:
     family: ModelFamily
     verifier: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    on_chunk: Callable[[Trace, Chunk], None] | None = None
+    """Called by `stream_into` with every chunk a sample receives (DeepConf watches confidence
+    here, under any sample policy); raising from it aborts that sample's request."""
 
     def decode(self, ids: list[int]) -> str:
         return self.engine.tokenizer.decode(ids, skip_special_tokens=False)
@@ -50,16 +54,25 @@ def thinking_tokens(ctx: SampleContext, ids: list[int]) -> int:
 
 
 async def stream_into(ctx: SampleContext, trace: Trace, prefix: list[int], params: SamplingParams) -> list[int]:
-    """Continue ``prefix`` (prompt + trace so far) and append what the engine generates to ``trace``."""
+    """Continue ``prefix`` (prompt + trace so far) and append what the engine generates to ``trace``.
+
+    The engine request id is recorded in ``trace.info['request_ids']`` so that, after an abort,
+    `wasted_after_abort` can read what the engine really decoded for this sample.
+    """
     new: list[int] = []
-    async with aclosing(ctx.engine.stream(prefix, params)) as chunks:
+    rid = next(request_ids)
+    trace.info.setdefault("request_ids", []).append(rid)
+    async with aclosing(ctx.engine.stream(prefix, params, request_id=rid)) as chunks:
         async for chunk in chunks:
             new.extend(chunk.token_ids)
             trace.token_ids.extend(chunk.token_ids)
-            if chunk.logprobs is not None:
-                trace.logprobs = (trace.logprobs or []) + list(chunk.logprobs)
+            if chunk.logprobs is not None:  # extend in place: copying per chunk is quadratic
+                trace.logprobs = trace.logprobs if trace.logprobs is not None else []
+                trace.logprobs.extend(chunk.logprobs)
             if chunk.finish_reason:
                 trace.finish_reason = chunk.finish_reason
+            if ctx.on_chunk is not None:
+                ctx.on_chunk(trace, chunk)
     return new
 
 
@@ -68,6 +81,12 @@ async def run_sample(ctx: SampleContext, params: SamplingParams) -> Trace:
     trace = Trace()
     await stream_into(ctx, trace, ctx.prompt_ids, params)
     return finish_trace(ctx, trace, ctx.decode(trace.token_ids))
+
+
+def wasted_after_abort(engine: Any, trace: Trace) -> int:
+    """Tokens the engine decoded for ``trace`` beyond what reached it (the in-flight step of an abort)."""
+    decoded = sum(engine.stats.per_request.get(rid, 0) for rid in trace.info.get("request_ids", []))
+    return max(decoded - len(trace.token_ids), 0)
 
 
 def finish_trace(ctx: SampleContext, trace: Trace, text: str) -> Trace:

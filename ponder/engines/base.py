@@ -34,8 +34,14 @@ class Engine(Protocol):
     """The model path or id the engine serves (used to pick the model family)."""
     stats: EngineStats
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Chunk]:
-        """Generate from exact prompt token ids. Ends with a chunk whose finish_reason is set."""
+    def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
+        """Generate from exact prompt token ids. Ends with a chunk whose finish_reason is set.
+
+        ``request_id`` (unique, default: generated) keys the engine's own token count in
+        ``stats.per_request``, so a caller can see what an aborted request really cost.
+        """
         ...
 
     def unfinished(self) -> int:
@@ -80,13 +86,15 @@ class Completion:
     stop_reason: str | int | None
 
 
-async def complete(engine: Engine, prompt_ids: list[int], params: SamplingParams) -> Completion:
+async def complete(
+    engine: Engine, prompt_ids: list[int], params: SamplingParams, request_id: str | None = None
+) -> Completion:
     """Run one request to its end and gather its chunks."""
     ids: list[int] = []
     lps: list[float] | None = [] if params.logprobs is not None else None
     tops: list[dict[int, float]] | None = [] if params.logprobs else None
     last: Chunk | None = None
-    async with aclosing(engine.stream(prompt_ids, params)) as chunks:
+    async with aclosing(engine.stream(prompt_ids, params, request_id=request_id)) as chunks:
         async for chunk in chunks:
             ids.extend(chunk.token_ids)
             if lps is not None and chunk.logprobs is not None:

@@ -107,6 +107,7 @@ class HFEngine:
         self._pending: list[_Request] = []
         self._batch = _Batch()
         self._task: asyncio.Task | None = None
+        self._in_step: list[_Request] = []  # requests whose tokens the running step is computing
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, **kwargs: Any) -> HFEngine:
@@ -114,7 +115,9 @@ class HFEngine:
         return cls(_loaded=(model, tokenizer), **kwargs)
 
     # -- protocol ---------------------------------------------------------------------------
-    async def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
         import torch
 
         prompt = [int(t) for t in prompt_ids]
@@ -123,7 +126,7 @@ class HFEngine:
         if len(prompt) >= self.max_model_len:
             raise ValueError(f"prompt has {len(prompt)} tokens; the model's context is {self.max_model_len}")
         seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
-        req = _Request(next(request_ids), prompt, params, asyncio.Queue(), torch.Generator().manual_seed(seed))
+        req = _Request(request_id or next(request_ids), prompt, params, asyncio.Queue(), torch.Generator().manual_seed(seed))
         self.stats.requests += 1
         self._pending.append(req)
         if self._task is None or self._task.done():
@@ -142,8 +145,15 @@ class HFEngine:
                 self.stats.aborted_requests += 1
 
     def unfinished(self) -> int:
-        """Requests the engine is still working on (queued or decoding)."""
-        return sum(r.alive for r in self._pending + self._batch.reqs)
+        """Requests the engine is still working on: queued, decoding, or aborted while the
+        step that computes their next token is still running."""
+        in_flight_aborts = sum(r.aborted for r in self._in_step)
+        return sum(r.alive for r in self._pending + self._batch.reqs) + in_flight_aborts
+
+    async def settle(self) -> None:
+        """Return once every requested abort has taken effect (the in-flight step has landed)."""
+        while any(r.aborted for r in self._in_step):
+            await asyncio.sleep(0.001)
 
     async def aclose(self) -> None:
         for req in self._pending + self._batch.reqs:
@@ -158,6 +168,7 @@ class HFEngine:
             room = self.max_batch - sum(r.alive for r in self._batch.reqs)
             joining = [r for r in self._pending if r.alive][: max(room, 0)]
             self._pending = [r for r in self._pending if r.alive and r not in joining]
+            self._in_step = [r for r in self._batch.reqs + joining if r.alive]
             try:
                 sampled = await asyncio.to_thread(self._step, joining)
             except Exception as exc:  # keep the engine usable: fail this batch's requests, reset
@@ -167,6 +178,8 @@ class HFEngine:
                         req.queue.put_nowait(RuntimeError(f"hf engine step failed: {exc!r}"))
                 self._batch = _Batch()
                 continue
+            finally:
+                self._in_step = []
             for req, token, logprob, top in sampled:
                 self._deliver(req, token, logprob, top)
 

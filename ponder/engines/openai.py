@@ -74,10 +74,12 @@ class OpenAIEngine:
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
 
-    async def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
         import httpx
 
-        rid = next(request_ids)
+        rid = request_id or next(request_ids)
         self.stats.requests += 1
         url = f"{self.base_url}/completions"
         finished = False

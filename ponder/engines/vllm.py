@@ -15,6 +15,7 @@ Scripts that make this engine must guard their entry point with ``if __name__ ==
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.metadata
 import os
 from typing import Any, AsyncIterator, Literal
@@ -96,7 +97,9 @@ class VLLMEngine:
                     self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._args))
         return self._llm
 
-    async def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
@@ -108,7 +111,7 @@ class VLLMEngine:
             stop_token_ids=list(params.stop_token_ids) or None, ignore_eos=params.ignore_eos,
             logprobs=params.logprobs, output_kind=RequestOutputKind.DELTA,
         )
-        rid = next(request_ids)
+        rid = request_id or next(request_ids)
         self.stats.requests += 1
         outputs = llm.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), vparams, rid)
         finished = False
@@ -133,10 +136,18 @@ class VLLMEngine:
         """Requests the engine core still holds."""
         return 0 if self._llm is None else self._llm.output_processor.get_num_unfinished_requests()
 
-    async def aclose(self) -> None:
+    def shutdown(self) -> None:
+        """Stop the engine-core process now (also safe from sync code and at exit)."""
         if self._llm is not None:
-            self._llm.shutdown()
-            self._llm = None
+            llm, self._llm = self._llm, None
+            llm.shutdown()
+            # drop the last reference while the interpreter is intact: AsyncLLM.__del__ calls
+            # shutdown again and fails noisily if it runs during interpreter teardown
+            del llm
+            gc.collect()
+
+    async def aclose(self) -> None:
+        self.shutdown()
 
 
 def _logprobs(o: Any, ids: tuple[int, ...], k: int | None):

@@ -1,0 +1,197 @@
+"""Local problem files: read rows from .jsonl / .json / .parquet / .csv, and ponder's own schema.
+
+Every row carries where it came from (``data.jsonl:3``, ``data.parquet row 3``) so that a schema
+error names the file, the line or row, the row id and the field in one line.
+
+ponder's own schema, one JSON object per line (``--data FILE`` without ``--benchmark``):
+
+    {"id": "q1", "problem": "Compute 12+30", "answer": "42", "answer_kind": "integer"}
+
+``id`` (string or integer, unique), ``problem`` (non-empty string), ``answer`` (string or number),
+``answer_kind`` (optional: math | integer | choice; default math).
+
+    python -c "from ponder.eval.data import load_ponder_file; print(load_ponder_file('tests/fixtures/eval/ponder.jsonl'))"
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ponder.types import Problem
+
+__all__ = ["DataError", "Row", "read_rows", "field", "text_field", "row_id", "check_unique",
+           "answer_field", "ponder_problem", "load_ponder_file", "PONDER_SCHEMA", "SUFFIXES"]
+
+PONDER_SCHEMA = "id, problem, answer, optional answer_kind = math|integer|choice"
+"""One-line description of ponder's own schema, shown in errors."""
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+"""File types a local benchmark file may have."""
+
+
+class DataError(ValueError):
+    """A benchmark file or row that cannot be used; the message is one line naming where."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One raw record and where it came from."""
+
+    where: str
+    """``file:line`` (jsonl, csv) or ``file row N`` (parquet, json, hub), 1-based."""
+    index: int
+    """0-based position among the records."""
+    data: dict[str, Any]
+    """The record's fields as read."""
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """Read every record of a local file.
+
+    Raises:
+        DataError: missing or unreadable file, unsupported suffix, invalid JSON or non-object rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a {'/'.join(SUFFIXES)} file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; use {', '.join(SUFFIXES)}")
+    try:
+        rows = list(_READERS[suffix](path))
+    except DataError:
+        raise
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
+    except Exception as exc:  # pyarrow raises its own types for corrupt parquet
+        raise DataError(f"{path}: cannot read as {suffix[1:]} ({_first_line(exc)})") from exc
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _jsonl(path: Path) -> Iterator[Row]:
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(data, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(data).__name__}")
+            yield Row(f"{path}:{number}", number - 1, data)
+
+
+def _json(path: Path) -> Iterator[Row]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of objects (or use .jsonl)")
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise DataError(f"{path} row {i + 1}: expected a JSON object, got {type(item).__name__}")
+        yield Row(f"{path} row {i + 1}", i, item)
+
+
+def _parquet(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    for i, item in enumerate(pq.read_table(path).to_pylist()):
+        yield Row(f"{path} row {i + 1}", i, item)
+
+
+def _csv(path: Path) -> Iterator[Row]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for i, item in enumerate(reader):
+            yield Row(f"{path}:{reader.line_num}", i, dict(item))
+
+
+_READERS = {".jsonl": _jsonl, ".json": _json, ".parquet": _parquet, ".csv": _csv}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def row_id(row: Row, key: str | None, prefix: str = "") -> str:
+    """The row's id from field ``key`` (string or integer), or ``prefix + position`` without one."""
+    value = row.data.get(key) if key else None
+    if value is None or value == "":
+        return f"{prefix}{row.index}"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"{row.where}: field {key!r}: expected a string or integer id, got {type(value).__name__}")
+    return str(value)
+
+
+def field(row: Row, rid: str, *names: str, kinds: tuple[type, ...] = (str,)) -> Any:
+    """The first present field of ``names``, type-checked; a one-line DataError otherwise."""
+    for name in names:
+        if name in row.data and row.data[name] is not None:
+            value = row.data[name]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                want = " or ".join(k.__name__ for k in kinds)
+                raise DataError(f"{row.where}: row {rid!r}: field {name!r}: expected {want}, "
+                                f"got {type(value).__name__}")
+            return value
+    raise DataError(f"{row.where}: row {rid!r}: field {' / '.join(map(repr, names))}: missing")
+
+
+def text_field(row: Row, rid: str, *names: str) -> str:
+    """A required non-empty string field."""
+    value = field(row, rid, *names)
+    if not value.strip():
+        name = next(n for n in names if row.data.get(n) is not None)
+        raise DataError(f"{row.where}: row {rid!r}: field {name!r}: empty")
+    return value
+
+
+def answer_field(row: Row, rid: str, *names: str) -> str:
+    """A required answer: a non-empty string, or a number written as a string."""
+    value = field(row, rid, *names, kinds=(str, int, float))
+    text = value if isinstance(value, str) else format(value, "g") if isinstance(value, float) else str(value)
+    if not text.strip():
+        name = next(n for n in names if row.data.get(n) is not None)
+        raise DataError(f"{row.where}: row {rid!r}: field {name!r}: empty")
+    return text.strip()
+
+
+def check_unique(problems: list[Problem], wheres: list[str]) -> None:
+    """Ids key resuming and reports, so two rows may not share one."""
+    seen: dict[str, str] = {}
+    for problem, where in zip(problems, wheres):
+        if problem.id in seen:
+            raise DataError(f"{where}: row {problem.id!r}: field 'id': duplicates the id of {seen[problem.id]}")
+        seen[problem.id] = where
+
+
+def ponder_problem(row: Row, default_kind: str = "math") -> Problem:
+    """A row in ponder's own schema as a Problem (the prompt is the problem text as is)."""
+    if "id" not in row.data or row.data["id"] in (None, ""):
+        raise DataError(f"{row.where}: field 'id': missing")
+    rid = row_id(row, "id")
+    kind = row.data.get("answer_kind") or default_kind
+    if kind not in ("math", "integer", "choice"):
+        raise DataError(f"{row.where}: row {rid!r}: field 'answer_kind': must be math, integer or choice "
+                        f"(got {kind!r})")
+    return Problem(text_field(row, rid, "problem"), answer_field(row, rid, "answer"), kind, rid)
+
+
+def load_ponder_file(path: str | Path, default_kind: str = "math") -> list[Problem]:
+    """Every row of a file in ponder's own schema (see the module docstring)."""
+    rows = read_rows(path)
+    problems = [ponder_problem(row, default_kind) for row in rows]
+    check_unique(problems, [row.where for row in rows])
+    return problems

@@ -1,0 +1,144 @@
+"""Metrics over a run's rows: accuracy with a Wilson 95% interval, unbiased pass@k, maj@k, token stats.
+
+Pure stdlib. ``summarize(rows)`` turns the JSON lines of ``results.jsonl`` into the dict written
+as ``summary.json``; the other functions are the estimators it uses.
+
+    python -c "from ponder.eval.metrics import pass_at_k, wilson; print(pass_at_k(8, 3, 2), wilson(7, 16))"
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import Counter
+from typing import Any, Iterable, Sequence
+
+__all__ = ["wilson", "pass_at_k", "majority_at_k", "percentile", "stats", "complete_samples", "sample_ks",
+           "summarize"]
+
+Z95 = 1.959963984540054
+"""The normal quantile of a two-sided 95% interval."""
+MAX_SUBSETS = 256
+"""maj@k averages over every k-subset of a row's samples when there are at most this many, else over
+this many seeded random subsets."""
+
+
+def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (good at small n and near 0 or 1); (0, 1) when n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), from n samples of which c are correct.
+
+    Computed as a product so that large n neither overflows nor loses precision.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (got n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def majority_at_k(samples: Sequence[tuple[str | None, bool]], k: int, seed: int = 0) -> float:
+    """Expected accuracy of a majority vote over k of the samples, each an (answer, correct) pair.
+
+    Averages over k-subsets (all of them, or `MAX_SUBSETS` seeded random ones); a tie between
+    answers counts as the share of tied answers that are correct (a fair coin among them); a
+    subset without any answer counts as wrong.
+    """
+    n = len(samples)
+    if not 1 <= k <= n:
+        raise ValueError(f"majority_at_k needs 1 <= k <= {n} (got {k})")
+    truth = {a: ok for a, ok in samples if a is not None}
+    if math.comb(n, k) <= MAX_SUBSETS:
+        subsets: Iterable[tuple[int, ...]] = itertools.combinations(range(n), k)
+    else:
+        rng = random.Random(seed)
+        subsets = (tuple(rng.sample(range(n), k)) for _ in range(MAX_SUBSETS))
+    total = count = 0.0
+    for subset in subsets:
+        votes = Counter(samples[i][0] for i in subset if samples[i][0] is not None)
+        count += 1
+        if votes:
+            top = max(votes.values())
+            winners = [a for a, v in votes.items() if v == top]
+            total += sum(truth[a] for a in winners) / len(winners)
+    return total / count
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation, like numpy's default."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def stats(values: Sequence[float]) -> dict[str, float]:
+    """mean, p50, p95 and sum of a list of numbers (NaN when empty)."""
+    mean = sum(values) / len(values) if values else math.nan
+    return {"mean": mean, "p50": percentile(values, 50), "p95": percentile(values, 95), "sum": float(sum(values))}
+
+
+def complete_samples(row: dict[str, Any]) -> list[tuple[str | None, bool]]:
+    """The (answer, correct) pairs of a row's samples that ran to their end (not aborted)."""
+    return [(s.get("answer"), bool(s.get("correct"))) for s in row.get("samples", [])
+            if not s.get("aborted") and s.get("finish_reason") in ("stop", "length")]
+
+
+def sample_ks(n: int) -> list[int]:
+    """The k of pass@k / maj@k reported for n samples per problem: 1, 2, 4, ... and n."""
+    if n < 1:
+        return []
+    ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+    return ks if ks[-1] == n else ks + [n]
+
+
+def summarize(rows: Sequence[dict[str, Any]], expected: int | None = None) -> dict[str, Any]:
+    """Metrics of one run from its result rows (see runner.py for the row format).
+
+    Rows whose gold answer could not be parsed are skipped (listed by id); rows whose controller
+    raised are errors (listed, scored as wrong). pass@k and maj@k appear when every scored row
+    has at least two complete samples; k goes up to the fewest any row has.
+    """
+    skipped = [r["id"] for r in rows if r.get("skipped")]
+    errors = [r["id"] for r in rows if r.get("error")]
+    scored = [r for r in rows if not r.get("skipped")]
+    correct = sum(1 for r in scored if r.get("correct"))
+    n = len(scored)
+    lo, hi = wilson(correct, n)
+    solved = [r for r in scored if not r.get("error")]
+    total = [r["total_tokens"] for r in solved]
+    out: dict[str, Any] = {
+        "problems": expected if expected is not None else len(rows),
+        "rows": len(rows),
+        "scored": n,
+        "correct": correct,
+        "accuracy": correct / n if n else math.nan,
+        "ci95": [lo, hi],
+        "total_tokens": stats(total),
+        "sequential_tokens": stats([r["sequential_tokens"] for r in solved]),
+        "wasted_tokens": stats([r.get("wasted_tokens", 0) for r in solved]),
+        "tokens_per_correct": sum(total) / correct if correct else None,
+        "latency_s": stats([r["latency_s"] for r in solved]),
+        "samples": stats([len(r.get("samples", [])) for r in solved])["mean"],
+        "finish_reasons": dict(Counter(s.get("finish_reason") for r in solved for s in r.get("samples", []))),
+        "skipped": skipped,
+        "errors": errors,
+    }
+    per_row = [complete_samples(r) for r in solved]
+    fewest = min((len(s) for s in per_row), default=0)
+    if fewest >= 2:
+        ks = sample_ks(fewest)
+        out["pass@k"] = {str(k): sum(pass_at_k(len(s), sum(ok for _, ok in s), k) for s in per_row) / n for k in ks}
+        out["maj@k"] = {str(k): sum(majority_at_k(s, k) for s in per_row) / n for k in ks}
+    return out

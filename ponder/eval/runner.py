@@ -1,0 +1,259 @@
+"""The eval runner: one controller over a benchmark's problems on one engine, resumable.
+
+Problems run concurrently (at most ``concurrency`` at a time, all on one engine, which batches
+them); each finished problem is appended to ``results.jsonl`` at once (see store.py). A rich
+progress bar shows problems done, running accuracy, the engine's tokens per second and the ETA.
+
+    import asyncio
+    from ponder.eval.runner import RunConfig, evaluate
+    summary = asyncio.run(evaluate(RunConfig(benchmark="arith", limit=16, out="runs/single")))
+
+Row format (one JSON object per line): ``id``, ``index``, ``answer_kind``, ``gold``, ``answer``,
+``correct`` (bool; null when skipped), ``skipped`` (why, when the gold answer cannot be parsed),
+``error`` (when the controller raised; retried on resume), ``total_tokens``,
+``sequential_tokens``, ``wasted_tokens``, ``latency_s``, ``samples`` (per trace: ``tokens``,
+``thinking_tokens``, ``finish_reason``, ``aborted``, ``answer``, ``correct``, ``wasted_tokens``,
+``text`` with ``save_text``), ``info`` (the controller's own facts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ponder.eval.store import ResultsWriter, RunDir
+from ponder.types import Problem
+
+__all__ = ["RunConfig", "RunResult", "RunAborted", "prepare", "run_eval", "evaluate", "build_engine", "label"]
+
+
+class RunAborted(RuntimeError):
+    """Too many problems in a row failed (e.g. the engine died); rows written so far are kept."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One evaluation run: what to solve, how, and where the results go."""
+
+    out: str
+    """Run directory (created); holds config.json, results.jsonl, summary.json, summary.md."""
+    benchmark: str | None = "arith"
+    """A key of ``BENCHMARKS``; None evaluates ``data`` in ponder's own schema."""
+    data: str | None = None
+    """A local file in the benchmark's schema instead of the hub."""
+    limit: int | None = None
+    """Evaluate the first ``limit`` problems (arith: generate that many; default 500)."""
+    controller: str = "single"
+    """A key of ``ponder.controllers.REGISTRY``."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Controller options (n, k, temperature, max_tokens, seed, max_thinking_tokens, ...)."""
+    model: str | None = None
+    """Model path or hub id; None: the embedded tiny reasoner."""
+    engine: str = "hf"
+    """Engine kind: hf, vllm or openai."""
+    base_url: str | None = None
+    """Server root for the openai engine."""
+    concurrency: int = 16
+    """Most problems in flight at once."""
+    resume: bool = False
+    """Continue a run directory, skipping the problems it already holds."""
+    save_text: bool = False
+    """Store every trace's text in the rows (large)."""
+    sweep: Mapping[str, Any] | None = None
+    """Set for a member of a sweep: ``{"key", "value", "values"}``, used to draw curves."""
+
+    def identity(self, problems: list[Problem]) -> dict[str, Any]:
+        """What must match for results to be comparable (and resumable) in one directory."""
+        digest = hashlib.sha256(Path(self.data).read_bytes()).hexdigest() if self.data else None
+        ids = hashlib.sha256("\n".join(p.id for p in problems).encode()).hexdigest()[:16]
+        return {"benchmark": self.benchmark or "file", "data": Path(self.data).name if self.data else None,
+                "data_sha256": digest, "limit": self.limit, "problems": len(problems), "problem_ids": ids,
+                "controller": self.controller, "options": dict(sorted(self.options.items())),
+                "model": self.model or "tiny-reasoner", "engine": self.engine}
+
+
+def label(controller: str, options: Mapping[str, Any]) -> str:
+    """A short name of a setting: ``ffs n=8``."""
+    shown = " ".join(f"{k}={v}" for k, v in sorted(options.items()) if k != "seed")
+    return f"{controller} {shown}".strip()
+
+
+@dataclass
+class RunResult:
+    """What a run did, beyond its rows on disk."""
+
+    rows: list[dict[str, Any]]
+    """Every row of the run directory (earlier ones included)."""
+    new: int = 0
+    """Rows produced by this call."""
+    wall_s: float = 0.0
+    """Seconds this call ran problems."""
+    engine_tokens: int = 0
+    """Tokens the engine itself counted during this call."""
+    runner_s: float = 0.0
+    """Seconds spent in the runner's own work (verification, row building, writing, progress)."""
+
+
+def prepare(config: RunConfig, problems: list[Problem]) -> tuple[RunDir, dict[str, Any]]:
+    """Validate the controller options and the run directory (writes nothing)."""
+    from ponder.controllers import get_controller
+
+    if config.concurrency < 1:
+        raise ValueError(f"--concurrency must be >= 1 (got {config.concurrency})")
+    get_controller(config.controller, **dict(config.options))
+    rundir = RunDir(config.out)
+    identity = config.identity(problems)
+    rundir.check(identity, config.resume)
+    record = {"identity": identity, "label": label(config.controller, config.options),
+              "settings": {"concurrency": config.concurrency, "base_url": config.base_url,
+                           "save_text": config.save_text},
+              **({"sweep": dict(config.sweep)} if config.sweep else {})}
+    return rundir, record
+
+
+async def build_engine(kind: str, model: str | None = None, base_url: str | None = None) -> Any:
+    """Make (and for vLLM start) an engine, so that a bad model fails before any problem runs."""
+    from ponder.engines import make_engine
+
+    engine = make_engine(kind, model=model, **({"base_url": base_url} if base_url else {}))
+    if hasattr(engine, "start"):
+        await engine.start()
+    return engine
+
+
+class _Run:
+    def __init__(self, config: RunConfig, engine: Any, controller: Any, progress: Any):
+        from ponder.verifiers import get_verifier
+
+        self.config, self.engine, self.controller, self.progress = config, engine, controller, progress
+        self.verifier = get_verifier
+        self.runner_s = 0.0
+        self.failures = 0
+        self.last_error = ""
+
+    async def call(self, kind: str, fn: Any, *args: Any) -> Any:
+        # the math verifier waits on a worker process: keep the event loop free meanwhile
+        return await asyncio.to_thread(fn, *args) if kind == "math" else fn(*args)
+
+    async def row(self, index: int, problem: Problem) -> dict[str, Any]:
+        from ponder.sdk import judge
+
+        kind, v = problem.answer_kind, self.verifier(problem.answer_kind)
+        row: dict[str, Any] = {"id": problem.id, "index": index, "answer_kind": kind, "gold": problem.gold,
+                               "answer": None, "correct": None, "total_tokens": 0, "sequential_tokens": 0,
+                               "wasted_tokens": 0, "latency_s": 0.0, "samples": []}
+        t0 = time.perf_counter()
+        unparseable = problem.gold is None or await self.call(kind, v.verify, problem.gold, "") is None
+        self.runner_s += time.perf_counter() - t0
+        if unparseable:
+            row["skipped"] = f"gold answer {problem.gold!r} cannot be parsed by the {kind} verifier"
+            return row
+        start = time.perf_counter()
+        try:
+            solution = await self.controller.run(problem, self.engine, verifier=v)
+        except Exception as exc:  # noqa: BLE001 - recorded, retried on resume
+            text = str(exc).strip().splitlines()
+            row.update(correct=False, latency_s=time.perf_counter() - start,
+                       error=f"{type(exc).__name__}: {text[0][:300] if text else ''}")
+            return row
+        latency = time.perf_counter() - start
+        t0 = time.perf_counter()
+        truth: dict[str, bool] = {}
+        correct = bool(await self.call(kind, judge, solution, problem.gold, v))
+        if solution.answer is not None:
+            truth[solution.answer] = correct
+        samples = []
+        for t in solution.traces:
+            if t.answer is not None and t.answer not in truth:
+                truth[t.answer] = bool(await self.call(kind, v.verify, problem.gold, t.text))
+            sample = {"tokens": t.tokens, "thinking_tokens": t.thinking_tokens, "finish_reason": t.finish_reason,
+                      "aborted": t.aborted, "answer": t.answer, "correct": truth.get(t.answer, False) if t.answer
+                      is not None else False, "wasted_tokens": t.wasted_tokens}
+            if self.config.save_text:
+                sample["text"] = t.text
+            samples.append(sample)
+        row.update(answer=solution.answer, correct=correct, total_tokens=solution.total_tokens,
+                   sequential_tokens=solution.sequential, wasted_tokens=solution.wasted_tokens,
+                   latency_s=round(latency, 4), samples=samples, **({"info": solution.info} if solution.info else {}))
+        self.runner_s += time.perf_counter() - t0
+        return row
+
+
+async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, controller: Any = None,
+                   progress: bool = True, console: Any = None) -> RunResult:
+    """Run the problems not yet in ``config.out`` and append their rows; returns every row.
+
+    Args:
+        config: the run.
+        problems: the benchmark's problems (``load_problems``).
+        engine: a ready engine (``build_engine``); not closed here.
+        controller: a controller object to use instead of ``get_controller(config.controller, ...)``.
+        progress: show the rich progress bar.
+        console: the rich console for the bar.
+
+    Raises:
+        RunDirError, ValueError: the run directory or the options cannot be used (nothing written).
+        RunAborted: more than ``concurrency + 4`` problems in a row raised.
+    """
+    from ponder.controllers import get_controller
+    from ponder.eval.progress import RunProgress
+
+    rundir, record = prepare(config, problems)
+    controller = controller or get_controller(config.controller, **dict(config.options))
+    rundir.commit(record)
+    rows = list(rundir.done)
+    done = {str(r["id"]) for r in rows}
+    todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in todo:
+        queue.put_nowait(item)
+    stats = getattr(engine, "stats", None)
+    tokens0 = stats.generated_tokens if stats is not None else 0
+    run = _Run(config, engine, controller, None)
+    limit_failures = config.concurrency + 4
+    start = time.perf_counter()
+
+    with ResultsWriter(rundir.results_path) as writer, RunProgress(len(problems), rows, enabled=progress,
+                                                                   console=console, title=config.out) as bar:
+        async def worker() -> None:
+            while not queue.empty() and run.failures < limit_failures:
+                index, problem = queue.get_nowait()
+                row = await run.row(index, problem)
+                t0 = time.perf_counter()
+                writer.append(row)
+                rows.append(row)
+                run.failures = run.failures + 1 if row.get("error") else 0
+                run.last_error = row.get("error") or run.last_error
+                made = (stats.generated_tokens - tokens0) if stats is not None else None
+                bar.update(row, time.perf_counter() - start, made)
+                run.runner_s += time.perf_counter() - t0
+
+        await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(todo)) or 1)))
+    wall = time.perf_counter() - start
+    if run.failures >= limit_failures:
+        raise RunAborted(f"stopped after {run.failures} problems in a row failed ({run.last_error}); "
+                         f"the {len(rows)} rows written are kept in {rundir.results_path}; fix and --resume")
+    made = (stats.generated_tokens - tokens0) if stats is not None else sum(r["total_tokens"] for r in rows[-len(todo):])
+    return RunResult(rows, len(rows) - len(rundir.done), wall, made, run.runner_s)
+
+
+async def evaluate(config: RunConfig, problems: list[Problem] | None = None, engine: Any = None, *,
+                   progress: bool = True, console: Any = None) -> dict[str, Any]:
+    """Load, run, summarise: the whole of ``ponder eval`` for one setting. Returns the summary."""
+    from ponder.eval.benchmarks import load_problems
+    from ponder.eval.report import finish_run
+
+    problems = problems if problems is not None else load_problems(config.benchmark, config.data, config.limit)
+    prepare(config, problems)
+    own = engine is None
+    engine = engine or await build_engine(config.engine, config.model, config.base_url)
+    try:
+        result = await run_eval(config, problems, engine, progress=progress, console=console)
+    finally:
+        if own:
+            await engine.aclose()
+    return finish_run(config.out, extra={"wall_s": result.wall_s, "engine_tokens": result.engine_tokens})
