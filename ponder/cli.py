@@ -88,6 +88,31 @@ def solve(
     _print_solution(solution)
 
 
+@app.command()
+def serve(
+    model: Optional[str] = typer.Option(None, help="Model path or hub id (default: the embedded tiny reasoner)."),
+    port: int = typer.Option(8000, help="Port on 127.0.0.1."),
+    max_model_len: Optional[int] = typer.Option(None, help="Context length for vLLM."),
+) -> None:
+    """Run a vLLM OpenAI-compatible server for `--engine openai` (Ctrl-C stops it)."""
+    import time
+
+    from ponder.engines.server import VLLMServer
+
+    try:
+        server = VLLMServer(model, port=port, max_model_len=max_model_len).start()
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        fail(str(exc))
+    typer.echo(f"serving {server.model} at {server.base_url} (log: {server.log_path}); Ctrl-C to stop")
+    try:
+        while server.proc is not None and server.proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 def _option_names(message: str) -> str:
     """Controllers name their fields (max_thinking_tokens); the CLI user typed --max-thinking-tokens."""
     import re

@@ -92,14 +92,15 @@ async def test_budget_forcing_cap_live(hf_engine):
         assert t.info["forced"] and answer_request <= answer_tokens
         # the cut is exact: the first `cap` generated tokens, then the forced delimiter and cue
         assert t.text.startswith(tok.decode(t.token_ids[:cap]) + "</think>\\boxed{")
+        assert t.answer is not None, t.text  # trained on forced exits: a cut still yields a number
     print(f"\nBF cap {cap}: forced answers {[t.text[t.text.rfind('</think>'):] for t in sol.traces]}")
 
 
 async def test_answer_after_forced_stop_live(hf_engine):
-    """Cut where the model organism can answer: right after it first states its answer.
+    """Cut right after the model first states its answer: the forced answer is that answer.
 
-    (Cut mid-line, the tiny reasoner goes on writing its column sums inside the box: it was
-    never trained on forced exits. See test_budget_forcing_cap_live for arbitrary caps.)
+    (Arbitrary caps are in test_budget_forcing_cap_live: there the answer is a number, not
+    necessarily a right one.)
     """
     tok, greedy = hf_engine.tokenizer, Sampling(temperature=0.0, max_tokens=400)
     for problem in PROBLEMS:

@@ -346,6 +346,7 @@ def _one_line_error(result, *needles):
     (["--controller", "ffs", "-n", "4", "--sweep", "n=1,2"], ["--sweep n conflicts"]),
     (["--limit", "0"], ["--limit must be >= 1"]),
     (["--resume"], ["--resume needs --out"]),
+    (["--model", "/nonexistent/model"], ["cannot start the hf engine", "no config.json"]),
     (["--data", str(FIX / "missing.jsonl")], ["missing.jsonl: no such file"]),
     (["--benchmark", "gsm8k", "--data", str(FIX / "aime24.jsonl")], ["aime24.jsonl:1", "field 'question'"]),
 ])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ponder.eval.data import (DataError, PONDER_SCHEMA, Row, _first_line, answer_field, check_unique, load_ponder_file,
+from ponder.eval.data import (DataError, PONDER_SCHEMA, Row, first_line, answer_field, check_unique, load_ponder_file,
                               ponder_problem, read_rows, row_id, text_field)
 from ponder.types import AnswerKind, Problem
 
@@ -85,7 +85,7 @@ def _hub_rows(bench: Benchmark) -> list[Row]:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a dependency
-        raise HubError(f"{bench.name}: the datasets package is missing ({_first_line(exc)}); {alternative}") from exc
+        raise HubError(f"{bench.name}: the datasets package is missing ({first_line(exc)}); {alternative}") from exc
     rows: list[Row] = []
     for src in bench.hub:
         try:
@@ -94,7 +94,7 @@ def _hub_rows(bench: Benchmark) -> list[Row]:
             what = "cannot reach the Hugging Face hub to load" if _unreachable(exc) else "cannot load"
             gate = ("it is gated: accept its terms on huggingface.co and log in (hf auth login), or "
                     if bench.gated else "")
-            raise HubError(f"{bench.name}: {what} {src.name} ({_first_line(exc)}); {gate}{alternative}") from exc
+            raise HubError(f"{bench.name}: {what} {src.name} ({first_line(exc)}); {gate}{alternative}") from exc
         for i, item in enumerate(ds):
             item = dict(item)
             if len(bench.hub) > 1 and item.get("id") in (None, ""):

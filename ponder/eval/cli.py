@@ -130,7 +130,9 @@ def main(
         asyncio.run(_run_all(configs, problems, out, key, values, progress))
     except KeyboardInterrupt:
         fail(f"interrupted; the rows written are kept: continue with --resume --out {out}", 130)
-    except (ValueError, OSError, RuntimeError) as exc:
+    except ValueError as exc:  # an engine that cannot start: bad --model, --engine or --base-url
+        fail(str(exc))
+    except (OSError, RuntimeError) as exc:  # e.g. RunAborted: the rows written are kept
         fail(str(exc), 1)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from ponder.types import Problem
 
-__all__ = ["DataError", "Row", "read_rows", "field", "text_field", "row_id", "check_unique",
+__all__ = ["DataError", "Row", "read_rows", "typed_field", "text_field", "first_line", "row_id", "check_unique",
            "answer_field", "ponder_problem", "load_ponder_file", "PONDER_SCHEMA", "SUFFIXES"]
 
 PONDER_SCHEMA = "id, problem, answer, optional answer_kind = math|integer|choice"
@@ -67,9 +67,9 @@ def read_rows(path: str | Path) -> list[Row]:
     except DataError:
         raise
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: cannot read ({first_line(exc)})") from exc
     except Exception as exc:  # pyarrow raises its own types for corrupt parquet
-        raise DataError(f"{path}: cannot read as {suffix[1:]} ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: cannot read as {suffix[1:]} ({first_line(exc)})") from exc
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
@@ -121,7 +121,7 @@ def _csv(path: Path) -> Iterator[Row]:
 _READERS = {".jsonl": _jsonl, ".json": _json, ".parquet": _parquet, ".csv": _csv}
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
@@ -136,7 +136,7 @@ def row_id(row: Row, key: str | None, prefix: str = "") -> str:
     return str(value)
 
 
-def field(row: Row, rid: str, *names: str, kinds: tuple[type, ...] = (str,)) -> Any:
+def typed_field(row: Row, rid: str, *names: str, kinds: tuple[type, ...] = (str,)) -> Any:
     """The first present field of ``names``, type-checked; a one-line DataError otherwise."""
     for name in names:
         if name in row.data and row.data[name] is not None:
@@ -151,7 +151,7 @@ def field(row: Row, rid: str, *names: str, kinds: tuple[type, ...] = (str,)) -> 
 
 def text_field(row: Row, rid: str, *names: str) -> str:
     """A required non-empty string field."""
-    value = field(row, rid, *names)
+    value = typed_field(row, rid, *names)
     if not value.strip():
         name = next(n for n in names if row.data.get(n) is not None)
         raise DataError(f"{row.where}: row {rid!r}: field {name!r}: empty")
@@ -160,7 +160,7 @@ def text_field(row: Row, rid: str, *names: str) -> str:
 
 def answer_field(row: Row, rid: str, *names: str) -> str:
     """A required answer: a non-empty string, or a number written as a string."""
-    value = field(row, rid, *names, kinds=(str, int, float))
+    value = typed_field(row, rid, *names, kinds=(str, int, float))
     text = value if isinstance(value, str) else format(value, "g") if isinstance(value, float) else str(value)
     if not text.strip():
         name = next(n for n in names if row.data.get(n) is not None)

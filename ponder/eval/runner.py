@@ -28,7 +28,11 @@ from typing import Any, Mapping
 from ponder.eval.store import ResultsWriter, RunDir
 from ponder.types import Problem
 
-__all__ = ["RunConfig", "RunResult", "RunAborted", "prepare", "run_eval", "evaluate", "build_engine", "label"]
+__all__ = ["RunConfig", "RunResult", "RunAborted", "EngineStartError", "prepare", "run_eval", "evaluate", "build_engine", "label"]
+
+
+class EngineStartError(ValueError):
+    """The engine could not be made or started (bad model, engine kind or server)."""
 
 
 class RunAborted(RuntimeError):
@@ -118,18 +122,25 @@ def prepare(config: RunConfig, problems: list[Problem]) -> tuple[RunDir, dict[st
 async def build_engine(kind: str, model: str | None = None, base_url: str | None = None) -> Any:
     """Make (and for vLLM start) an engine, so that a bad model fails before any problem runs."""
     from ponder.engines import make_engine
+    from ponder.eval.data import first_line
 
-    engine = make_engine(kind, model=model, **({"base_url": base_url} if base_url else {}))
-    if hasattr(engine, "start"):
-        await engine.start()
+    try:
+        engine = make_engine(kind, model=model, **({"base_url": base_url} if base_url else {}))
+        if hasattr(engine, "start"):
+            await engine.start()
+    except Exception as exc:
+        raise EngineStartError(f"cannot start the {kind} engine with model {model or 'tiny-reasoner'}: "
+                               f"{first_line(exc)}") from exc
     return engine
 
 
 class _Run:
-    def __init__(self, config: RunConfig, engine: Any, controller: Any, progress: Any):
+    """The per-problem work of one run, and the runner's own time."""
+
+    def __init__(self, config: RunConfig, engine: Any, controller: Any):
         from ponder.verifiers import get_verifier
 
-        self.config, self.engine, self.controller, self.progress = config, engine, controller, progress
+        self.config, self.engine, self.controller = config, engine, controller
         self.verifier = get_verifier
         self.runner_s = 0.0
         self.failures = 0
@@ -213,7 +224,7 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
         queue.put_nowait(item)
     stats = getattr(engine, "stats", None)
     tokens0 = stats.generated_tokens if stats is not None else 0
-    run = _Run(config, engine, controller, None)
+    run = _Run(config, engine, controller)
     limit_failures = config.concurrency + 4
     start = time.perf_counter()
 
@@ -237,8 +248,9 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
     if run.failures >= limit_failures:
         raise RunAborted(f"stopped after {run.failures} problems in a row failed ({run.last_error}); "
                          f"the {len(rows)} rows written are kept in {rundir.results_path}; fix and --resume")
-    made = (stats.generated_tokens - tokens0) if stats is not None else sum(r["total_tokens"] for r in rows[-len(todo):])
-    return RunResult(rows, len(rows) - len(rundir.done), wall, made, run.runner_s)
+    new = len(rows) - len(rundir.done)
+    made = stats.generated_tokens - tokens0 if stats is not None else sum(r["total_tokens"] for r in rows[len(rows) - new:])
+    return RunResult(rows, new, wall, made, run.runner_s)
 
 
 async def evaluate(config: RunConfig, problems: list[Problem] | None = None, engine: Any = None, *,

@@ -1,0 +1,58 @@
+"""The embedded tiny reasoner: shipped files, tokenizer contract, and real behaviour on the task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+from ponder.engines import TINY_REASONER, complete
+from ponder.eval.arith import first_stated_answer, problems
+from ponder.prompts import FAMILIES, render
+from ponder.types import SamplingParams
+
+
+def test_assets_are_small_and_complete():
+    folder = Path(TINY_REASONER)
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 10 * 2**20
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md", "card.json"):
+        assert (folder / name).exists(), name
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 4
+
+
+def test_tokenizer_has_single_token_delimiters(hf_engine):
+    tok = hf_engine.tokenizer
+    assert len(tok) == 104
+    for piece in ("<think>", "</think>", "\\boxed{", "</s>"):
+        assert len(tok.encode(piece, add_special_tokens=False)) == 1, piece
+    text = "<think>\nd1: 1+2+c0=03\n</think>\\boxed{3}"
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+async def test_reasons_in_the_trained_format_and_mostly_right(hf_engine):
+    items = problems(24, seed=1)
+    outs = await asyncio.gather(*(
+        complete(hf_engine, render(hf_engine.tokenizer, p.prompt, FAMILIES["tiny"]), SamplingParams(max_tokens=400))
+        for p in items))
+    texts = [hf_engine.tokenizer.decode(o.token_ids) for o in outs]
+    assert all(t.startswith("<think>\nd1: ") and "</think>\\boxed{" in t for t in texts)
+    first_right = sum(first_stated_answer(t) == p.answer for t, p in zip(texts, items))
+    assert first_right >= 12  # well above chance (the card reports the exact figures)
+
+
+async def test_answers_after_a_forced_cut(hf_engine):
+    """Cut the thinking anywhere: appending </think> still yields a boxed number."""
+    tok = hf_engine.tokenizer
+    end = tok.convert_tokens_to_ids("</think>")
+    items = problems(8, seed=1)
+    for cut in (20, 45, 70):
+        prompts = [render(tok, p.prompt, FAMILIES["tiny"]) for p in items]
+        heads = await asyncio.gather(*(complete(hf_engine, ids, SamplingParams(max_tokens=cut)) for ids in prompts))
+        tails = await asyncio.gather(*(
+            complete(hf_engine, ids + h.token_ids + [end], SamplingParams(max_tokens=12))
+            for ids, h in zip(prompts, heads)))
+        closed = sum(bool(re.match(r"\\boxed\{\d+\}", tok.decode(t.token_ids))) for t in tails)
+        assert closed >= 6, f"cut at {cut}: only {closed}/8 answers closed their box"
