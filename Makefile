@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
+# The main job: single vs majority@8 vs FFS@8 vs budget forcing on 32 arithmetic problems (~1 min)
 demo: $(STAMP)
-	$(VENV)/bin/ponder solve "Compute 4721+389"
+	$(VENV)/bin/ponder eval --sweep controller=single,majority:n=8,ffs:n=8,budget_forcing:max_thinking_tokens=128 \
+		--limit 32 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -3,6 +3,8 @@
     ponder solve "Compute 4721+389"                       # embedded tiny reasoner, hf engine
     ponder solve "..." --model Qwen/Qwen3-8B --engine vllm --json
     ponder solve "..." --engine openai --base-url http://127.0.0.1:8000/v1 --model PATH
+    ponder eval --benchmark arith -c ffs -n 8 --limit 32 --out runs/ffs8   # see ponder/eval/cli.py
+    ponder serve --port 8000                                              # vLLM OpenAI server
 
 Bad options get a one-line error naming the option and exit status 2, never a traceback.
 """
@@ -30,6 +32,15 @@ def fail(message: str) -> None:
 def _check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         fail(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _mount_eval() -> None:
+    from ponder.eval.cli import app as eval_app
+
+    app.add_typer(eval_app, name="eval")
+
+
+_mount_eval()
 
 
 @app.callback()

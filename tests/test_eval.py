@@ -345,8 +345,10 @@ def _one_line_error(result, *needles):
     (["--sweep", "n"], ["--sweep must look like KEY=V1,V2"]),
     (["--controller", "ffs", "-n", "4", "--sweep", "n=1,2"], ["--sweep n conflicts"]),
     (["--limit", "0"], ["--limit must be >= 1"]),
+    (["--sweep", "controller=single,nope:n=2"], ["unknown controller 'nope'"]),
+    (["--sweep", "controller=single,majority:n"], ["options after NAME: must look like KEY=VALUE (got 'n')"]),
     (["--resume"], ["--resume needs --out"]),
-    (["--model", "/nonexistent/model"], ["cannot start the hf engine", "no config.json"]),
+    (["--model", "/nonexistent/model"], ["/nonexistent/model", "has no config.json"]),
     (["--data", str(FIX / "missing.jsonl")], ["missing.jsonl: no such file"]),
     (["--benchmark", "gsm8k", "--data", str(FIX / "aime24.jsonl")], ["aime24.jsonl:1", "field 'question'"]),
 ])
@@ -373,3 +375,12 @@ def test_parse_sweep():
     assert parse_sweep("temperature=0.0, 0.6") == ("temperature", [0.0, 0.6])
     with pytest.raises(ValueError, match="repeated"):
         parse_sweep("n=1,1")
+
+
+async def test_every_answer_kind_is_judged_by_its_verifier(tmp_path):
+    problems = load_problems(None, FIX / "ponder.jsonl")  # integer, math (Math-Verify worker), choice
+    config = RunConfig(out=str(tmp_path / "run"), benchmark=None, data=str(FIX / "ponder.jsonl"))
+    await run_eval(config, problems, Engine(), controller=Scripted(wrong={"pick"}), progress=False)
+    rows = {r["id"]: r for r in read_results(tmp_path / "run" / "results.jsonl")[0]}
+    assert {i: (r["answer_kind"], r["correct"]) for i, r in rows.items()} == {
+        "sum-1": ("integer", True), "2": ("math", True), "pick": ("choice", False)}

@@ -61,18 +61,26 @@ async def test_eval_arith_vllm(vllm_engine, tmp_path):
     assert summary["correct"] > 0 and summary["finish_reasons"].get("stop", 0) >= 6
 
 
-def test_cli_sweep_and_report(tmp_path):
+def test_cli_sweeps_and_report(tmp_path):
     out = tmp_path / "ffs"
-    result = CliRunner().invoke(app, ["--controller", "ffs", "--sweep", "n=1,2", "--limit", "6", "--out", str(out),
+    result = CliRunner().invoke(app, ["--controller", "ffs", "--sweep", "n=1,2", "--limit", "4", "--out", str(out),
                                       "--no-progress"])
     assert result.exit_code == 0, result.output + result.stderr
     assert "plot:" in result.stdout and (out / "accuracy_vs_tokens.png").exists()
     for n in (1, 2):
         rows, _ = read_results(out / f"n={n}" / "results.jsonl")
-        assert len(rows) == 6 and (out / f"n={n}" / "summary.json").exists()
-    result = CliRunner().invoke(app, ["report", str(out / "n=1"), str(out / "n=2"), "--out", str(tmp_path / "cmp")])
+        assert len(rows) == 4 and (out / f"n={n}" / "summary.json").exists()
+    # the README's comparison: controllers side by side in one process, one engine
+    cmp = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["--sweep", "controller=single,majority:n=2,budget_forcing:max_thinking_tokens=96",
+                                      "--limit", "4", "--out", str(cmp)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert sorted(p.name for p in cmp.iterdir() if p.is_dir()) == ["budget_forcing-max_thinking_tokens96",
+                                                                   "majority-n2", "single"]
+    assert "majority n=2" in result.stdout and (cmp / "compare.md").exists()
+    result = CliRunner().invoke(app, ["report", str(out / "n=1"), str(cmp / "single"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert "ffs n=2" in result.stdout and (tmp_path / "cmp" / "accuracy_vs_tokens.png").exists()
+    assert "ffs n=1" in result.stdout and (tmp_path / "r" / "accuracy_vs_tokens.png").exists()
 
 
 async def test_sigkill_mid_run_then_resume(hf_engine, tmp_path):

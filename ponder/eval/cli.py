@@ -3,6 +3,7 @@
     ponder eval --limit 16 --out runs/single                          # arith, tiny reasoner, hf
     ponder eval --controller ffs -n 8 --limit 16 --out runs/ffs8
     ponder eval --controller budget_forcing --sweep max_thinking_tokens=32,64,128 --limit 16 --out runs/bf
+    ponder eval --sweep controller=single,majority:n=8,ffs:n=8,budget_forcing:max_thinking_tokens=128 --out runs/cmp
     ponder eval --benchmark aime24 --controller ffs -n 8 --model Qwen/Qwen3-8B --engine vllm --out runs/aime
     ponder eval --benchmark gpqa-diamond --data gpqa_diamond.csv ...  # offline / gated: a local file
     ponder eval --data my_problems.jsonl                              # ponder's own schema
@@ -56,13 +57,13 @@ def parse_sweep(spec: str) -> tuple[str, list[Any]]:
     return key, parsed
 
 
-def _options(option: list[str], **flags: Any) -> dict[str, Any]:
-    options = {k: v for k, v in flags.items() if v is not None}
+def _options(option: list[str], what: str = "--option", **flags: Any) -> dict[str, Any]:
+    options = {k: v for k, v in flags.items() if v is not None and k != "controller"}
     for item in option:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"--option must look like KEY=VALUE (got {item!r})")
+            raise ValueError(f"{what} must look like KEY=VALUE (got {item!r})")
         options[key] = parse_value(value)
     return options
 
@@ -89,7 +90,8 @@ def main(
     seed: int = typer.Option(0, help="Base sampling seed (runs are reproducible)."),
     max_thinking_tokens: Optional[int] = typer.Option(None, help="Budget forcing: cap on thinking tokens."),
     option: List[str] = typer.Option([], "--option", "-o", help="Any other controller option, KEY=VALUE."),
-    sweep: Optional[str] = typer.Option(None, help="KEY=V1,V2,...: one run per value in OUT/KEY=V, and a curve."),
+    sweep: Optional[str] = typer.Option(None, help="KEY=V1,V2,...: one run per value in OUT/KEY=V, and a curve; "
+                                        "controller=single,majority:n=8,... compares controllers."),
     save_text: bool = typer.Option(False, help="Keep every trace's text in results.jsonl."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
@@ -111,15 +113,23 @@ def main(
         key, values = parse_sweep(sweep) if sweep else (None, [None])
         if key is not None and key in options and key != "seed":
             raise ValueError(f"--sweep {key} conflicts with a fixed {key}={options[key]!r}")
+        from ponder.engines import resolve_model
+
+        resolve_model(model)  # a local model path without config.json fails here, before any import of torch
         problems = load_problems(benchmark, str(data) if data else None, limit)
         name = benchmark or (data.stem if data else "arith")
-        out = out or Path("runs") / f"{name}-{controller}-{time.strftime('%Y%m%d-%H%M%S')}"
+        what = "compare" if key == "controller" else controller
+        out = out or Path("runs") / f"{name}-{what}-{time.strftime('%Y%m%d-%H%M%S')}"
         configs = []
         for value in values:
-            opts = dict(options, **({key: value} if key else {}))
+            ctrl, opts, sub = controller, dict(options, **({key: value} if key else {})), f"{key}={value}"
+            if key == "controller":  # a comparison: each value is NAME[:KEY=VALUE[:KEY=VALUE...]]
+                ctrl, *pairs = str(value).split(":")
+                opts = _options(pairs, "--sweep controller: options after NAME:", **options)
+                sub = str(value).replace(":", "-").replace("=", "")
             configs.append(RunConfig(
-                out=str(out / f"{key}={value}" if key else out), benchmark=benchmark or (None if data else "arith"),
-                data=str(data) if data else None, limit=limit, controller=controller, options=opts, model=model,
+                out=str(out / sub if key else out), benchmark=benchmark or (None if data else "arith"),
+                data=str(data) if data else None, limit=limit, controller=ctrl, options=opts, model=model,
                 engine=engine, base_url=base_url, concurrency=concurrency, resume=resume, save_text=save_text,
                 sweep={"key": key, "value": value, "group": str(out)} if key else None))
         for config in configs:  # every setting is checked before anything is written or loaded

@@ -163,7 +163,7 @@ def plot(summaries: Sequence[dict[str, Any]], path: str | Path) -> Path:
     groups: dict[str, list[dict[str, Any]]] = {}
     for s in summaries:
         sweep = s.get("sweep")
-        key = f"{sweep['group']}:{sweep['key']}" if sweep else s["run"]
+        key = f"{sweep['group']}:{sweep['key']}" if sweep and sweep["key"] != "controller" else s["run"]
         groups.setdefault(key, []).append(s)
     fig = Figure(figsize=(11, 4.5))
     FigureCanvasAgg(fig)
@@ -180,13 +180,12 @@ def plot(summaries: Sequence[dict[str, Any]], path: str | Path) -> Path:
             ys = [100 * m["accuracy"] for m in members]
             err = [[y - 100 * m["ci95"][0] for y, m in zip(ys, members)], [100 * m["ci95"][1] - y
                                                                            for y, m in zip(ys, members)]]
-            sweep = members[0].get("sweep")
-            name = (f"{members[0]['controller']} ({sweep['key']} sweep)" if sweep else members[0]["label"])
+            sweep = members[0].get("sweep") if len(members) > 1 else None
+            name = f"{members[0]['controller']} ({sweep['key']} sweep)" if sweep else members[0]["label"]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, linestyle="-" if len(members) > 1 else "none",
                         label=name)
-            for x, y, m in zip(xs, ys, members):
-                tag = str(m["sweep"]["value"]) if m.get("sweep") else Path(m["run"]).name
-                ax.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            for x, y, m in zip(xs, ys, members) if sweep else ():  # single runs are named by the legend
+                ax.annotate(str(m["sweep"]["value"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             xs_all += xs
         if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) > 20:
             ax.set_xscale("log")
