@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 # The main job: single vs majority@8 vs FFS@8 vs budget forcing on 32 arithmetic problems (~1 min)
 demo: $(STAMP)
-	$(VENV)/bin/ponder eval --sweep controller=single,majority:n=8,ffs:n=8,budget_forcing:max_thinking_tokens=128 \
+	$(VENV)/bin/ponder eval --sweep controller=single,majority:n=8,ffs:n=8,budget_forcing:max_thinking_tokens=64 \
 		--limit 32 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
