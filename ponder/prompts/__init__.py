@@ -44,7 +44,9 @@ class ModelFamily:
 
 FAMILIES: dict[str, ModelFamily] = {
     # The embedded tiny reasoner writes `</think>\boxed{N}`; the cue is the boxed opener itself.
-    "tiny": ModelFamily("tiny", "<think>", "</think>", "\\boxed{", wait="wait, "),
+    # Trained on thinking cut at arbitrary points and closed with `</think>\boxed{N}`: an empty
+    # exit prompt keeps S-GRPO's exits in distribution for it.
+    "tiny": ModelFamily("tiny", "<think>", "</think>", "\\boxed{", wait="wait, ", exit_prompt=""),
     "qwen3": ModelFamily(
         "qwen3", "<think>", "</think>", "\n\n**Final Answer**\n\\boxed{", chat_kwargs=(("enable_thinking", True),)
     ),

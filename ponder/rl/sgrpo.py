@@ -1,0 +1,140 @@
+"""S-GRPO serial-group rollouts and decaying rewards (arXiv 2505.07686), through ponder's engines.
+
+For one prompt: roll out one full reasoning path; draw m exit positions uniformly over its
+thinking tokens; at each, keep the thinking up to that token, inject the family's exit prompt,
+end-of-thinking delimiter and answer cue (the shared exit primitive `force_answer`), and generate
+the answer. The group is the m early exits ordered by position, then the full path. A correct
+answer gets 1/2^(k-1), k counting the correct answers up to and including it in position order;
+a wrong one 0; advantages are r - mean(r), with no std scaling.
+
+Injected tokens are masked out of the loss (``env_mask`` 0); the truncated thinking keeps the
+log-probabilities it was sampled with.
+
+    group = await serial_group(engine, prompt_ids, family, verifier, gold, SGRPOConfig(m=7))
+    [member.reward for member in group.members], group.advantages()
+
+This module is the rollout and reward core; the TRL trainer glue builds on it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ponder.controllers.sample import SampleContext, force_answer, stream_into, thinking_tokens
+from ponder.prompts import ModelFamily
+from ponder.types import SamplingParams, Trace
+
+__all__ = ["SGRPOConfig", "Member", "Group", "exit_positions", "decaying_rewards", "serial_group"]
+
+
+@dataclass(frozen=True)
+class SGRPOConfig:
+    """How one serial group is rolled out."""
+
+    m: int = 7
+    """Early exits per group (the group has m + 1 members with the full path)."""
+    temperature: float = 1.0
+    """Sampling temperature of the full path and the answers (keep equal to the trainer's)."""
+    max_tokens: int = 1024
+    """Most tokens of the full reasoning path."""
+    answer_tokens: int = 32
+    """Most tokens of each forced answer."""
+    seed: int | None = None
+    """Seed of the full path's sampling and of the exit positions."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.m, int) or self.m < 1:
+            raise ValueError(f"sgrpo: m must be an integer >= 1 (got {self.m!r})")
+        if self.answer_tokens < 1 or self.max_tokens < 1:
+            raise ValueError("sgrpo: max_tokens and answer_tokens must be >= 1")
+
+
+@dataclass
+class Member:
+    """One completion of a group, as the trainer sees it."""
+
+    completion_ids: list[int]
+    """Thinking kept + injected exit tokens + generated answer (the full path: all generated)."""
+    logprobs: list[float]
+    """One per completion token; 0.0 for injected tokens (they are masked out)."""
+    env_mask: list[int]
+    """1 where the policy generated the token, 0 where ponder injected it."""
+    position: int
+    """Thinking tokens kept (the full path: all its thinking tokens)."""
+    text: str = ""
+    correct: bool = False
+    reward: float = 0.0
+    full_path: bool = False
+
+
+@dataclass
+class Group:
+    members: list[Member] = field(default_factory=list)
+
+    def advantages(self) -> list[float]:
+        """r - mean(r): S-GRPO does not divide by the group's standard deviation."""
+        rewards = [m.reward for m in self.members]
+        mean = sum(rewards) / len(rewards)
+        return [r - mean for r in rewards]
+
+
+def exit_positions(n_thinking: int, m: int, rng: random.Random) -> list[int]:
+    """m exit positions (kept thinking tokens), uniform over 1..n_thinking-1, sorted.
+
+    Positions are distinct when the thinking is long enough; a shorter one repeats positions
+    rather than shrinking the group (TRL needs a fixed group size).
+    """
+    if n_thinking < 2:
+        return [max(n_thinking, 1)] * m if n_thinking else [0] * m
+    span = range(1, n_thinking)
+    picks = rng.sample(span, m) if len(span) >= m else [rng.choice(span) for _ in range(m)]
+    return sorted(picks)
+
+
+def decaying_rewards(correct: list[bool]) -> list[float]:
+    """Rewards in position order: the k-th correct answer gets 1/2^(k-1), wrong answers 0."""
+    rewards, k = [], 0
+    for ok in correct:
+        if ok:
+            k += 1
+            rewards.append(1.0 / 2 ** (k - 1))
+        else:
+            rewards.append(0.0)
+    return rewards
+
+
+async def serial_group(
+    engine: Any, prompt_ids: list[int], family: ModelFamily, verifier: Any, gold: str, config: SGRPOConfig,
+) -> Group:
+    """Roll out one serial group for a prompt and score it."""
+    ctx = SampleContext(engine, list(prompt_ids), family, verifier)
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed, logprobs=0)
+    path = Trace()
+    await stream_into(ctx, path, ctx.prompt_ids, params)
+    n_think = thinking_tokens(ctx, path.token_ids)
+    rng = random.Random(config.seed)
+    members = []
+    for pos in exit_positions(n_think, config.m, rng):
+        members.append(await _exit(ctx, path, pos, params, config))
+    full_text = ctx.decode(path.token_ids)
+    members.append(Member(list(path.token_ids), list(path.logprobs or [0.0] * path.tokens), [1] * path.tokens,
+                          n_think, full_text, full_path=True))
+    for member in members:
+        member.correct = bool(verifier.verify(gold, member.text))
+    for member, reward in zip(members, decaying_rewards([mb.correct for mb in members])):
+        member.reward = reward
+    return Group(members)
+
+
+async def _exit(ctx: SampleContext, path: Trace, pos: int, params: SamplingParams, config: SGRPOConfig) -> Member:
+    kept = path.token_ids[:pos]
+    answer = Trace()
+    suffix = await force_answer(ctx, answer, ctx.prompt_ids + kept, config.answer_tokens,
+                                params.replace(seed=None if params.seed is None else params.seed + pos + 1),
+                                with_exit_prompt=True)
+    ids = kept + suffix + answer.token_ids
+    logprobs = (path.logprobs or [0.0] * path.tokens)[:pos] + [0.0] * len(suffix) + (answer.logprobs or [0.0] * answer.tokens)
+    mask = [1] * pos + [0] * len(suffix) + [1] * answer.tokens
+    return Member(ids, logprobs, mask, pos, ctx.decode(ids))
