@@ -18,6 +18,7 @@ This module is the rollout and reward core; the TRL trainer glue builds on it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,9 +116,9 @@ async def serial_group(
     await stream_into(ctx, path, ctx.prompt_ids, params)
     n_think = thinking_tokens(ctx, path.token_ids)
     rng = random.Random(config.seed)
-    members = []
-    for pos in exit_positions(n_think, config.m, rng):
-        members.append(await _exit(ctx, path, pos, params, config))
+    # the exits are independent continuations of one path: run them together so the engine batches them
+    members = list(await asyncio.gather(*(_exit(ctx, path, pos, params, config)
+                                          for pos in exit_positions(n_think, config.m, rng))))
     full_text = ctx.decode(path.token_ids)
     members.append(Member(list(path.token_ids), list(path.logprobs or [0.0] * path.tokens), [1] * path.tokens,
                           n_think, full_text, full_path=True))
