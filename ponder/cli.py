@@ -124,6 +124,25 @@ def serve(
         server.stop()
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    algo: str = typer.Argument(..., help="sgrpo, or grpo (the baseline)."),
+    config: Optional[str] = typer.Option(None, "--config", help="A YAML recipe (see recipes/)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides of the recipe."),
+) -> None:
+    """Teach a model to stop thinking early with S-GRPO on TRL (or train plain GRPO for contrast)."""
+    _check_choice("ALGO", algo, ("sgrpo", "grpo"))
+    from ponder.rl.train import load_config, load_training_problems
+    from ponder.rl.train import train as run_training
+
+    try:
+        cfg = load_config(config, overrides or [], algo=algo)
+        load_training_problems(cfg)  # bad data fails here, before a model loads
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc).splitlines()[0])
+    run_training(cfg)
+
+
 def _option_names(message: str) -> str:
     """Controllers name their fields (max_thinking_tokens); the CLI user typed --max-thinking-tokens."""
     import re

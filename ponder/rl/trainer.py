@@ -21,12 +21,35 @@ from typing import Any
 from ponder.prompts import family_for, render
 from ponder.rl.sgrpo import SGRPOConfig, serial_group
 
-__all__ = ["SGRPORollout", "sgrpo_reward"]
+__all__ = ["SGRPORollout", "GRPORollout", "ponder_reward", "sgrpo_reward"]
 
 
-def sgrpo_reward(prompts: list, completions: list, sgrpo_reward: list[float], **_: Any) -> list[float]:
-    """TRL reward function: the decaying S-GRPO reward computed with the rollout."""
-    return [float(r) for r in sgrpo_reward]
+def ponder_reward(prompts: list, completions: list, ponder_reward: list[float], **_: Any) -> list[float]:
+    """TRL reward function: the reward the rollout computed (S-GRPO's decaying one, or GRPO's 0/1)."""
+    return [float(r) for r in ponder_reward]
+
+
+sgrpo_reward = ponder_reward  # the name TRL logs the reward under: rewards/sgrpo_reward/mean
+
+
+def _on_policy(trainer: Any, tokenizer: Any, work) -> list:
+    """Run ``work(engine)`` on the live policy in eval mode (TRL hands it over in train mode)."""
+    from ponder.engines.hf import HFEngine
+
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    try:
+        engine = HFEngine.from_model(model, tokenizer, logprobs_mode="processed")
+        return asyncio.run(work(engine))
+    finally:
+        model.train(was_training)
+
+
+def _blocks(prompts: list[str], group: int) -> list[str]:
+    if len(prompts) % group:
+        raise ValueError(f"rollout_func got {len(prompts)} prompts, not a multiple of num_generations={group}")
+    return [prompts[i] for i in range(0, len(prompts), group)]
 
 
 @dataclass
@@ -49,35 +72,24 @@ class SGRPORollout:
     steps: int = field(default=0, init=False)
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
-        from ponder.engines.hf import HFEngine
         from ponder.verifiers import get_verifier
 
         args = trainer.args
-        group = args.num_generations
-        if len(prompts) % group:
-            raise ValueError(f"rollout_func got {len(prompts)} prompts, not a multiple of num_generations={group}")
         fam = family_for(self.tokenizer, getattr(self.tokenizer, "name_or_path", None), self.family)
-        model = trainer.model
-        was_training = model.training
-        model.eval()  # TRL hands over the model in train mode; generation must not use dropout
-        try:
-            engine = HFEngine.from_model(model, self.tokenizer, logprobs_mode="processed")
-            verifier = get_verifier(self.answer_kind)
-            blocks = [prompts[i] for i in range(0, len(prompts), group)]
-            config = dict(m=group - 1, temperature=args.temperature, answer_tokens=self.answer_tokens,
-                          max_tokens=args.max_completion_length)
+        verifier = get_verifier(self.answer_kind)
+        blocks = _blocks(prompts, args.num_generations)
+        config = dict(m=args.num_generations - 1, temperature=args.temperature, answer_tokens=self.answer_tokens,
+                      max_tokens=args.max_completion_length)
 
-            async def roll() -> list:
-                return await asyncio.gather(*(
-                    serial_group(engine, render(self.tokenizer, p, fam), fam, verifier, self.golds[p],
-                                 SGRPOConfig(**config, seed=1000 * self.steps + i))
-                    for i, p in enumerate(blocks)))
+        async def roll(engine) -> list:
+            return await asyncio.gather(*(
+                serial_group(engine, render(self.tokenizer, p, fam), fam, verifier, self.golds[p],
+                             SGRPOConfig(**config, seed=1000 * self.steps + i))
+                for i, p in enumerate(blocks)))
 
-            groups = asyncio.run(roll())
-        finally:
-            model.train(was_training)
+        groups = _on_policy(trainer, self.tokenizer, roll)
         self.steps += 1
-        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [], "sgrpo_reward": []}
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [], "ponder_reward": []}
         for p, g in zip(blocks, groups):
             prompt_ids = render(self.tokenizer, p, fam)
             for member in g.members:
@@ -85,5 +97,41 @@ class SGRPORollout:
                 out["completion_ids"].append(member.completion_ids)
                 out["logprobs"].append(member.logprobs)
                 out["env_mask"].append(member.env_mask)
-                out["sgrpo_reward"].append(member.reward)
+                out["ponder_reward"].append(member.reward)
         return out
+
+
+@dataclass
+class GRPORollout:
+    """The plain-GRPO baseline on the same engine and verifier: G independent samples, reward 0/1."""
+
+    tokenizer: Any
+    golds: dict[str, str]
+    answer_kind: str = "math"
+    family: str | None = None
+    steps: int = field(default=0, init=False)
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
+        from ponder.engines import complete
+        from ponder.types import SamplingParams
+        from ponder.verifiers import get_verifier
+
+        args = trainer.args
+        fam = family_for(self.tokenizer, getattr(self.tokenizer, "name_or_path", None), self.family)
+        verifier = get_verifier(self.answer_kind)
+        blocks = _blocks(prompts, args.num_generations)
+
+        async def roll(engine) -> list:
+            return await asyncio.gather(*(
+                complete(engine, render(self.tokenizer, p, fam),
+                         SamplingParams(max_tokens=args.max_completion_length, temperature=args.temperature,
+                                        seed=1000 * self.steps + args.num_generations * i + j, logprobs=0))
+                for i, p in enumerate(blocks) for j in range(args.num_generations)))
+
+        outs = _on_policy(trainer, self.tokenizer, roll)
+        self.steps += 1
+        prompt_ids = [render(self.tokenizer, p, fam) for p in blocks for _ in range(args.num_generations)]
+        golds = [self.golds[p] for p in blocks for _ in range(args.num_generations)]
+        rewards = [float(bool(verifier.verify(g, self.tokenizer.decode(o.token_ids)))) for g, o in zip(golds, outs)]
+        return {"prompt_ids": prompt_ids, "completion_ids": [o.token_ids for o in outs],
+                "logprobs": [o.logprobs for o in outs], "ponder_reward": rewards}
