@@ -21,11 +21,11 @@ from ponder.controllers.deepconf import DeepConf
 from ponder.controllers.first_finish import FirstFinish
 from ponder.controllers.majority import Majority
 from ponder.controllers.policy import Plain, SamplePolicy
-from ponder.controllers.sample import force_answer, run_sample
+from ponder.controllers.sample import force_answer
 from ponder.controllers.single import Single
 
 __all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "FirstFinish", "BudgetForcing", "DeepConf",
-           "Plain", "SamplePolicy", "force_answer", "run_sample", "get_controller"]
+           "Plain", "SamplePolicy", "force_answer", "get_controller"]
 
 REGISTRY: dict[str, Callable[..., Controller]] = {
     "single": Single,

@@ -1,6 +1,6 @@
 """Running one sample: stream it from the engine into a `Trace`, and the shared exit primitive.
 
-`run_sample` is what every sampling controller calls per sample. `force_answer` is the exit
+`stream_into` and `finish_trace` are what every per-sample policy (policy.py) is built from. `force_answer` is the exit
 primitive of design.md §2: end the thinking now (the family's end-of-thinking delimiter and answer
 cue) and generate the answer. Budget forcing uses it at the cap, S-GRPO at every exit position.
 """
@@ -15,7 +15,7 @@ from ponder.engines.base import request_ids
 from ponder.prompts import ModelFamily, split_thinking
 from ponder.types import Chunk, SamplingParams, Trace
 
-__all__ = ["SampleContext", "run_sample", "stream_into", "finish_trace", "force_answer", "thinking_tokens", "wasted_after_abort"]
+__all__ = ["SampleContext", "stream_into", "finish_trace", "force_answer", "thinking_tokens", "wasted_after_abort"]
 
 
 @dataclass
@@ -74,13 +74,6 @@ async def stream_into(ctx: SampleContext, trace: Trace, prefix: list[int], param
             if ctx.on_chunk is not None:
                 ctx.on_chunk(trace, chunk)
     return new
-
-
-async def run_sample(ctx: SampleContext, params: SamplingParams) -> Trace:
-    """One plain sample: generate until EOS or the token limit, then extract the answer."""
-    trace = Trace()
-    await stream_into(ctx, trace, ctx.prompt_ids, params)
-    return finish_trace(ctx, trace, ctx.decode(trace.token_ids))
 
 
 def wasted_after_abort(engine: Any, trace: Trace) -> int:

@@ -53,7 +53,27 @@ def _blocks(prompts: list[str], group: int) -> list[str]:
 
 
 @dataclass
-class SGRPORollout:
+class _Rollout:
+    """What both rollouts share: the tokenizer, the golds, the verifier and the step counter."""
+
+    tokenizer: Any
+    golds: dict[str, str]
+    answer_kind: str = "math"
+    family: str | None = None
+    steps: int = field(default=0, init=False)
+
+    def _setup(self, prompts: list[str], trainer: Any):
+        """(TRL args, model family, verifier, one prompt per group, its rendered ids)."""
+        from ponder.verifiers import get_verifier
+
+        fam = family_for(self.tokenizer, getattr(self.tokenizer, "name_or_path", None), self.family)
+        blocks = _blocks(prompts, trainer.args.num_generations)
+        rendered = [render(self.tokenizer, p, fam) for p in blocks]
+        return trainer.args, fam, get_verifier(self.answer_kind), blocks, rendered
+
+
+@dataclass
+class SGRPORollout(_Rollout):
     """A TRL ``rollout_func`` producing S-GRPO serial groups.
 
     Args:
@@ -64,36 +84,24 @@ class SGRPORollout:
         answer_tokens: most tokens of each forced answer.
     """
 
-    tokenizer: Any
-    golds: dict[str, str]
-    answer_kind: str = "math"
-    family: str | None = None
     answer_tokens: int = 32
-    steps: int = field(default=0, init=False)
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
-        from ponder.verifiers import get_verifier
-
-        args = trainer.args
-        fam = family_for(self.tokenizer, getattr(self.tokenizer, "name_or_path", None), self.family)
-        verifier = get_verifier(self.answer_kind)
-        blocks = _blocks(prompts, args.num_generations)
+        args, fam, verifier, blocks, rendered = self._setup(prompts, trainer)
         config = dict(m=args.num_generations - 1, temperature=args.temperature, answer_tokens=self.answer_tokens,
                       max_tokens=args.max_completion_length)
 
         async def roll(engine) -> list:
             return await asyncio.gather(*(
-                serial_group(engine, render(self.tokenizer, p, fam), fam, verifier, self.golds[p],
-                             SGRPOConfig(**config, seed=1000 * self.steps + i))
-                for i, p in enumerate(blocks)))
+                serial_group(engine, ids, fam, verifier, self.golds[p], SGRPOConfig(**config, seed=1000 * self.steps + i))
+                for i, (p, ids) in enumerate(zip(blocks, rendered))))
 
         groups = _on_policy(trainer, self.tokenizer, roll)
         self.steps += 1
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [], "ponder_reward": []}
-        for p, g in zip(blocks, groups):
-            prompt_ids = render(self.tokenizer, p, fam)
+        for ids, g in zip(rendered, groups):
             for member in g.members:
-                out["prompt_ids"].append(prompt_ids)
+                out["prompt_ids"].append(ids)
                 out["completion_ids"].append(member.completion_ids)
                 out["logprobs"].append(member.logprobs)
                 out["env_mask"].append(member.env_mask)
@@ -102,36 +110,25 @@ class SGRPORollout:
 
 
 @dataclass
-class GRPORollout:
+class GRPORollout(_Rollout):
     """The plain-GRPO baseline on the same engine and verifier: G independent samples, reward 0/1."""
-
-    tokenizer: Any
-    golds: dict[str, str]
-    answer_kind: str = "math"
-    family: str | None = None
-    steps: int = field(default=0, init=False)
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
         from ponder.engines import complete
         from ponder.types import SamplingParams
-        from ponder.verifiers import get_verifier
 
-        args = trainer.args
-        fam = family_for(self.tokenizer, getattr(self.tokenizer, "name_or_path", None), self.family)
-        verifier = get_verifier(self.answer_kind)
-        blocks = _blocks(prompts, args.num_generations)
+        args, _, verifier, blocks, rendered = self._setup(prompts, trainer)
+        g = args.num_generations
 
         async def roll(engine) -> list:
             return await asyncio.gather(*(
-                complete(engine, render(self.tokenizer, p, fam),
-                         SamplingParams(max_tokens=args.max_completion_length, temperature=args.temperature,
-                                        seed=1000 * self.steps + args.num_generations * i + j, logprobs=0))
-                for i, p in enumerate(blocks) for j in range(args.num_generations)))
+                complete(engine, ids, SamplingParams(max_tokens=args.max_completion_length, temperature=args.temperature,
+                                                     seed=1000 * self.steps + g * i + j, logprobs=0))
+                for i, ids in enumerate(rendered) for j in range(g)))
 
         outs = _on_policy(trainer, self.tokenizer, roll)
         self.steps += 1
-        prompt_ids = [render(self.tokenizer, p, fam) for p in blocks for _ in range(args.num_generations)]
-        golds = [self.golds[p] for p in blocks for _ in range(args.num_generations)]
-        rewards = [float(bool(verifier.verify(g, self.tokenizer.decode(o.token_ids)))) for g, o in zip(golds, outs)]
-        return {"prompt_ids": prompt_ids, "completion_ids": [o.token_ids for o in outs],
+        golds = [self.golds[p] for p in blocks for _ in range(g)]
+        rewards = [float(bool(verifier.verify(gold, self.tokenizer.decode(o.token_ids)))) for gold, o in zip(golds, outs)]
+        return {"prompt_ids": [ids for ids in rendered for _ in range(g)], "completion_ids": [o.token_ids for o in outs],
                 "logprobs": [o.logprobs for o in outs], "ponder_reward": rewards}
