@@ -55,6 +55,10 @@ def solve(
     model: Optional[str] = typer.Option(None, help="Model path or hub id (default: the embedded tiny reasoner)."),
     engine: str = typer.Option("hf", help="Engine: hf, vllm or openai."),
     base_url: Optional[str] = typer.Option(None, help="Server root for --engine openai, e.g. http://127.0.0.1:8000/v1."),
+    ray: bool = typer.Option(False, "--ray", help="Spread the samples over a Ray actor pool of --engine engines."),
+    actors: int = typer.Option(2, help="--ray: how many actors (each holds one engine)."),
+    address: Optional[str] = typer.Option(None, help="--ray: an existing cluster (auto, HOST:PORT, ray://...); "
+                                          "default: a local Ray."),
     answer_kind: str = typer.Option("math", help="How answers are extracted: math, integer or choice."),
     gold: Optional[str] = typer.Option(None, help="Reference answer; the result says whether it is correct."),
     n: Optional[int] = typer.Option(None, "-n", "--n", help="Samples to launch (majority, ffs, deepconf)."),
@@ -82,16 +86,22 @@ def solve(
         n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens, min_thinking_tokens=min_thinking_tokens,
         extend=extend, answer_tokens=answer_tokens, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
         seed=seed).items() if value is not None}
+    if (address or actors != 2) and not ray:
+        fail("--actors and --address only apply with --ray")
     engine_options = {"base_url": base_url} if base_url else {}
+    if ray:
+        engine_options.update(engine=engine, actors=actors, address=address)
     try:
         from ponder.controllers import get_controller
 
         get_controller(controller, **dict(options))  # validate options before loading a model
         from ponder.sdk import Solver
 
-        with Solver(model, engine, **engine_options) as solver:
+        from ponder.engines.ray import PoolError
+
+        with Solver(model, "ray" if ray else engine, **engine_options) as solver:
             solution = solver.solve(problem, controller, answer_kind=answer_kind, gold=gold, **options)
-    except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
         fail(_option_names(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__)
     if as_json:
         typer.echo(json.dumps(solution.to_dict()))

@@ -49,6 +49,8 @@ async def _get_engine(kind: str, request) -> object:
             engine = make_engine("vllm", max_model_len=512)
             await engine.start()
             _ENGINES[kind] = engine
+        elif kind == "ray":
+            _ENGINES[kind] = make_engine("ray", engine="hf", actors=2, num_cpus=0.5)
         else:
             _ENGINES[kind] = make_engine(kind)
     return _ENGINES[kind]
@@ -64,7 +66,13 @@ async def vllm_engine(request):
     return await _get_engine("vllm", request)
 
 
-@pytest.fixture(params=["hf", "vllm", "openai"])
+@pytest.fixture
+async def ray_engine(request):
+    """A 2-actor Ray pool of hf engines."""
+    return await _get_engine("ray", request)
+
+
+@pytest.fixture(params=["hf", "vllm", "openai", "ray"])
 async def engine(request):
     """Every engine kind; the conformance suite runs once per kind."""
     return await _get_engine(request.param, request)
@@ -73,6 +81,12 @@ async def engine(request):
 @pytest.fixture(scope="session", autouse=True)
 def _close_engines():
     yield
+    pool = _ENGINES.pop("ray", None)
+    if pool is not None:
+        import ray
+
+        pool.shutdown()
+        ray.shutdown()
     vllm_engine = _ENGINES.pop("vllm", None)
     if vllm_engine is not None:
         vllm_engine.shutdown()  # stop the engine-core process before the interpreter exits

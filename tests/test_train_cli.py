@@ -38,10 +38,15 @@ def test_dataset_without_answers_fails_before_training(tmp_path):
 @pytest.mark.parametrize("algo", ["sgrpo", "grpo"])
 def test_short_run_saves_and_resumes(tmp_path, algo):
     common = ["--config", "recipes/tiny-sgrpo.yaml", "limit=16", "prompts_per_step=1", "num_generations=4",
-              "save_steps=2", f"output_dir={tmp_path}"]
+              "save_steps=2", "eval_problems=16", f"output_dir={tmp_path}"]
     r = _ponder(algo, *common, "max_steps=2")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "checkpoint-2" / "optimizer.pt").exists() and (tmp_path / "final" / "model.safetensors").exists()
     r = _ponder(algo, *common, "max_steps=4", "resume=true")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "checkpoint-4").exists()
+    from ponder.rl.evaluate import read_eval_log
+
+    rows = read_eval_log(tmp_path / "eval.jsonl")  # held-out evaluation before step 1 and at the end of each run
+    assert [r["step"] for r in rows] == [0, 2, 4] and all(r["problems"] == 16 for r in rows)
+    assert all(0 <= r["sampled_accuracy"] <= 1 and r["greedy_thinking_tokens"] > 0 for r in rows)

@@ -1,4 +1,5 @@
-"""Token sources behind one protocol (`Engine`): transformers, vLLM in-process, OpenAI-compatible HTTP.
+"""Token sources behind one protocol (`Engine`): transformers, vLLM in-process, OpenAI-compatible HTTP,
+and a Ray actor pool of any of them.
 
 `make_engine("hf" | "vllm" | "openai", model=...)` builds one; heavy libraries (torch, vllm)
 are imported only when an engine of that kind is made, so controllers import in milliseconds.
@@ -7,6 +8,7 @@ are imported only when an engine of that kind is made, so controllers import in 
     engine = make_engine("hf")                          # embedded tiny reasoner, CPU
     engine = make_engine("vllm", model="Qwen/Qwen3-8B")
     engine = make_engine("openai", base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B")
+    engine = make_engine("ray", engine="hf", actors=2)  # a pool of Ray actors, each with an hf engine
 """
 
 from __future__ import annotations
@@ -51,7 +53,13 @@ def _openai(**kw: Any) -> Engine:
     return OpenAIEngine(**kw)
 
 
-ENGINES: dict[str, Callable[..., Engine]] = {"hf": _hf, "vllm": _vllm, "openai": _openai}
+def _ray(**kw: Any) -> Engine:
+    from ponder.engines.ray import RayPool
+
+    return RayPool(**kw)
+
+
+ENGINES: dict[str, Callable[..., Engine]] = {"hf": _hf, "vllm": _vllm, "openai": _openai, "ray": _ray}
 
 
 def make_engine(kind: str = "hf", **kwargs: Any) -> Engine:

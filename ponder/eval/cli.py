@@ -81,6 +81,10 @@ def main(
     model: Optional[str] = typer.Option(None, help="Model path or hub id (default: the embedded tiny reasoner)."),
     engine: str = typer.Option("hf", help="Engine: hf, vllm or openai."),
     base_url: Optional[str] = typer.Option(None, help="Server root for --engine openai."),
+    ray: bool = typer.Option(False, "--ray", help="Spread the samples over a Ray actor pool of --engine engines."),
+    actors: int = typer.Option(2, help="--ray: how many actors (each holds one engine)."),
+    address: Optional[str] = typer.Option(None, help="--ray: an existing cluster (auto, HOST:PORT, ray://...); "
+                                          "default: a local Ray."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/BENCHMARK-CONTROLLER-TIME)."),
     limit: Optional[int] = typer.Option(None, help="Evaluate the first N problems (arith: generate N; default 500)."),
     resume: bool = typer.Option(False, help="Continue --out, skipping the problems it already holds."),
@@ -106,6 +110,10 @@ def main(
             raise ValueError(f"--engine must be one of {', '.join(ENGINE_KINDS)} (got {engine!r})")
         if base_url and engine != "openai":
             raise ValueError("--base-url only applies to --engine openai")
+        if (address or actors != 2) and not ray:
+            raise ValueError("--actors and --address only apply with --ray")
+        if ray and actors < 1:
+            raise ValueError(f"--actors must be >= 1 (got {actors})")
         if resume and out is None:
             raise ValueError("--resume needs --out (the run directory to continue)")
         options = _options(option, n=n, k=k, temperature=temperature, max_tokens=max_tokens, seed=seed,
@@ -130,7 +138,8 @@ def main(
             configs.append(RunConfig(
                 out=str(out / sub if key else out), benchmark=benchmark or (None if data else "arith"),
                 data=str(data) if data else None, limit=limit, controller=ctrl, options=opts, model=model,
-                engine=engine, base_url=base_url, concurrency=concurrency, resume=resume, save_text=save_text,
+                engine=engine, base_url=base_url, ray={"actors": actors, "address": address} if ray else None,
+                concurrency=concurrency, resume=resume, save_text=save_text,
                 sweep={"key": key, "value": value, "group": str(out)} if key else None))
         for config in configs:  # every setting is checked before anything is written or loaded
             prepare(config, problems)
@@ -153,7 +162,7 @@ async def _run_all(configs: list, problems: list, out: Path, key: str | None, va
 
     first = configs[0]
     console = wide_console()
-    engine = await build_engine(first.engine, first.model, first.base_url)
+    engine = await build_engine(first.engine, first.model, first.base_url, first.ray)
     try:
         summaries = []
         for config in configs:

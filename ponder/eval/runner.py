@@ -61,6 +61,8 @@ class RunConfig:
     """Engine kind: hf, vllm or openai."""
     base_url: str | None = None
     """Server root for the openai engine."""
+    ray: Mapping[str, Any] | None = None
+    """Serve ``engine`` from a Ray actor pool: ``{"actors": N, "address": A or None}`` (None: in-process)."""
     concurrency: int = 16
     """Most problems in flight at once."""
     resume: bool = False
@@ -114,18 +116,27 @@ def prepare(config: RunConfig, problems: list[Problem]) -> tuple[RunDir, dict[st
     rundir.check(identity, config.resume)
     record = {"identity": identity, "label": label(config.controller, config.options),
               "settings": {"concurrency": config.concurrency, "base_url": config.base_url,
+                           "ray": dict(config.ray) if config.ray else None,
                            "save_text": config.save_text},
               **({"sweep": dict(config.sweep)} if config.sweep else {})}
     return rundir, record
 
 
-async def build_engine(kind: str, model: str | None = None, base_url: str | None = None) -> Any:
-    """Make (and for vLLM start) an engine, so that a bad model fails before any problem runs."""
+async def build_engine(kind: str, model: str | None = None, base_url: str | None = None,
+                       ray: Mapping[str, Any] | None = None) -> Any:
+    """Make (and for vLLM start) an engine, so that a bad model fails before any problem runs.
+
+    With ``ray`` ({"actors", "address"}) the engine is a Ray actor pool of ``kind`` engines."""
     from ponder.engines import make_engine
     from ponder.eval.data import first_line
 
+    options = {"base_url": base_url} if base_url else {}
     try:
-        engine = make_engine(kind, model=model, **({"base_url": base_url} if base_url else {}))
+        if ray:
+            engine = make_engine("ray", engine=kind, model=model, **dict(ray), **options)
+            kind = f"ray pool of {kind}"
+        else:
+            engine = make_engine(kind, model=model, **options)
         if hasattr(engine, "start"):
             await engine.start()
     except Exception as exc:

@@ -27,7 +27,7 @@ from ponder.controllers.sample import SampleContext, force_answer, stream_into, 
 from ponder.prompts import ModelFamily
 from ponder.types import SamplingParams, Trace
 
-__all__ = ["SGRPOConfig", "Member", "Group", "exit_positions", "decaying_rewards", "serial_group"]
+__all__ = ["SGRPOConfig", "Member", "Group", "exit_positions", "decaying_rewards", "serial_group", "group_from_path"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,15 @@ async def serial_group(
     params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed, logprobs=0)
     path = Trace()
     await stream_into(ctx, path, ctx.prompt_ids, params)
+    return await group_from_path(ctx, path, gold, config)
+
+
+async def group_from_path(ctx: SampleContext, path: Trace, gold: str, config: SGRPOConfig) -> Group:
+    """The m exits of a finished full path (``path.token_ids``), and the scored group.
+
+    A full path that ran into ``max_tokens`` (``finish_reason == "length"``) is truncated: scored 0.
+    """
+    params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed, logprobs=0)
     n_think = thinking_tokens(ctx, path.token_ids)
     rng = random.Random(config.seed)
     # the exits are independent continuations of one path: run them together so the engine batches them
@@ -123,7 +132,9 @@ async def serial_group(
     members.append(Member(list(path.token_ids), list(path.logprobs or [0.0] * path.tokens), [1] * path.tokens,
                           n_think, full_text, full_path=True))
     for member in members:
-        member.correct = bool(verifier.verify(gold, member.text))
+        member.correct = bool(ctx.verifier.verify(gold, member.text))
+    if path.finish_reason == "length":
+        members[-1].correct = False
     for member, reward in zip(members, decaying_rewards([mb.correct for mb in members])):
         member.reward = reward
     return Group(members)

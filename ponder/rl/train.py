@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TrainConfig", "load_config", "load_training_problems", "train"]
+__all__ = ["TrainConfig", "load_config", "load_training_problems", "load_eval_problems", "train"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class TrainConfig:
     """Optimizer steps."""
     learning_rate: float = 1e-6
     """The paper's 1e-6 suits 7B+ models; the tiny reasoner's recipe sets its own."""
+    lr_scheduler: str = "linear"
+    """transformers scheduler name (``linear`` decays to 0 over ``max_steps``; ``constant`` does not)."""
     beta: float = 0.0
     """KL coefficient against the reference model (0: none, TRL's default)."""
     temperature: float = 1.0
@@ -57,17 +59,58 @@ class TrainConfig:
     """Continue from the newest checkpoint in ``output_dir``."""
     seed: int = 0
     """Seed of the trainer and of the rollouts."""
+    segment_tokens: int = 0
+    """UloRL: decode at most this many tokens per sample per step, carrying unfinished samples
+    over to the next step (0: whole rollouts; ``max_completion_length`` stays the global maximum)."""
+    carry_groups: int | None = None
+    """UloRL: groups in flight beyond one step's batch, so long samples wait while short groups
+    train (default: ``prompts_per_step``; drawn once from the training prompts)."""
+    dmmpt: bool = False
+    """UloRL's masking of well-mastered positive tokens."""
+    dmmpt_tau: float = 0.99
+    """DMMPT: mask tokens predicted with p >= tau ..."""
+    dmmpt_sigma: float = 0.2
+    """... in positive samples whose mean token entropy is below sigma."""
+    eval_steps: int = 0
+    """Evaluate on held-out problems every this many steps, and before the first (0: never)."""
+    eval_problems: int = 128
+    """Held-out problems per evaluation (greedy and one sample at ``eval_temperature`` each)."""
+    eval_dataset: str | None = None
+    """Benchmark of the held-out set (default: arith's seed-1 eval set when training on arith)."""
+    eval_temperature: float = 0.7
+    """Temperature of the sampled held-out evaluation."""
 
     def __post_init__(self) -> None:
         if self.algo not in ("sgrpo", "grpo"):
             raise ValueError(f"algo must be sgrpo or grpo (got {self.algo!r})")
         if not isinstance(self.num_generations, int) or self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2, i.e. m = num_generations - 1 >= 1 (got {self.num_generations!r})")
-        for name in ("prompts_per_step", "max_steps", "max_completion_length", "answer_tokens", "save_steps"):
+        for name in ("prompts_per_step", "max_steps", "max_completion_length", "answer_tokens", "save_steps",
+                     "eval_problems"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1 (got {getattr(self, name)!r})")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ValueError("learning_rate and temperature must be > 0")
+        if not isinstance(self.segment_tokens, int) or self.segment_tokens < 0:
+            raise ValueError(f"segment_tokens must be an integer >= 0 (got {self.segment_tokens!r})")
+        if self.segment_tokens > self.max_completion_length:
+            raise ValueError(f"segment_tokens ({self.segment_tokens}) exceeds max_completion_length "
+                             f"({self.max_completion_length}), the global maximum")
+        if self.carry_groups is not None and (not isinstance(self.carry_groups, int) or self.carry_groups < 0):
+            raise ValueError(f"carry_groups must be an integer >= 0 (got {self.carry_groups!r})")
+        if self.dmmpt:
+            from ponder.rl.ulorl import DMMPTConfig
+
+            DMMPTConfig(self.dmmpt_tau, self.dmmpt_sigma)
+        from transformers import SchedulerType
+
+        if self.lr_scheduler not in {t.value for t in SchedulerType}:
+            raise ValueError(f"lr_scheduler {self.lr_scheduler!r} is not a transformers scheduler; known: "
+                             f"{', '.join(t.value for t in SchedulerType)}")
+        if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
+            raise ValueError(f"eval_steps must be an integer >= 0 (got {self.eval_steps!r})")
+        if self.eval_steps and self.eval_dataset is None and not (self.dataset == "arith" and self.data is None):
+            raise ValueError("eval_steps needs eval_dataset (a held-out benchmark) when not training on arith")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), **fixed: Any) -> TrainConfig:
@@ -123,6 +166,21 @@ def load_training_problems(cfg: TrainConfig):
     return items
 
 
+def load_eval_problems(cfg: TrainConfig) -> list:
+    """The held-out problems of the periodic evaluation (none when ``eval_steps`` is 0)."""
+    if not cfg.eval_steps:
+        return []
+    if cfg.eval_dataset is None or cfg.eval_dataset == "arith":
+        from ponder.eval.arith import problems
+        from ponder.types import Problem
+
+        return [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id)
+                for p in problems(cfg.eval_problems, seed=1)]
+    from ponder.eval.benchmarks import load_problems
+
+    return load_problems(cfg.eval_dataset, None, cfg.eval_problems)
+
+
 def train(cfg: TrainConfig) -> Any:
     """Build the TRL trainer for ``cfg`` and run it; returns the trainer."""
     import os
@@ -137,25 +195,50 @@ def train(cfg: TrainConfig) -> Any:
     from ponder.rl.trainer import GRPORollout, SGRPORollout, sgrpo_reward
 
     items = load_training_problems(cfg)  # fails on bad data before the model loads
+    held_out = load_eval_problems(cfg)
     path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     golds = {p.prompt: p.gold for p in items}
     kind = items[0].answer_kind
-    rollout = (SGRPORollout(tok, golds, answer_kind=kind, answer_tokens=cfg.answer_tokens) if cfg.algo == "sgrpo"
-               else GRPORollout(tok, golds, answer_kind=kind))
+    ulorl = bool(cfg.segment_tokens or cfg.dmmpt)
+    if ulorl:
+        from ponder.rl.ulorl import DMMPTConfig, PoolCheckpoint, SegmentRollout
+
+        rollout = SegmentRollout(tok, golds, answer_kind=kind, algo=cfg.algo, answer_tokens=cfg.answer_tokens,
+                                 segment_tokens=cfg.segment_tokens or cfg.max_completion_length,
+                                 dmmpt=DMMPTConfig(cfg.dmmpt_tau, cfg.dmmpt_sigma) if cfg.dmmpt else None,
+                                 extra_groups=0 if not cfg.segment_tokens else (
+                                     cfg.prompts_per_step if cfg.carry_groups is None else cfg.carry_groups),
+                                 extra_prompts=tuple(p.prompt for p in items))
+    elif cfg.algo == "sgrpo":
+        rollout = SGRPORollout(tok, golds, answer_kind=kind, answer_tokens=cfg.answer_tokens)
+    else:
+        rollout = GRPORollout(tok, golds, answer_kind=kind)
     args = GRPOConfig(
         output_dir=cfg.output_dir, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-        learning_rate=cfg.learning_rate, max_steps=cfg.max_steps, logging_steps=1, beta=cfg.beta,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, max_steps=cfg.max_steps, logging_steps=1, beta=cfg.beta,
         # S-GRPO's advantage is r - mean(r); GRPO keeps its usual per-group std scaling
         scale_rewards="none" if cfg.algo == "sgrpo" else "group", temperature=cfg.temperature,
         report_to=[], save_strategy="steps", save_steps=cfg.save_steps, use_cpu=not _has_gpu(), seed=cfg.seed,
         bf16=False,
+        # UloRL's pseudo on-policy update: carried tokens are not re-weighted by the sampler's logprobs
+        **({"vllm_importance_sampling_correction": False} if ulorl else {}),
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[sgrpo_reward], args=args, processing_class=tok,
                           train_dataset=Dataset.from_dict({"prompt": [p.prompt for p in items]}), rollout_func=rollout)
+    from ponder.rl.evaluate import HeldOutEval, JsonlLog
+
+    trainer.add_callback(JsonlLog(cfg.output_dir))
+    if held_out:
+        trainer.add_callback(HeldOutEval(tok, held_out, cfg.eval_steps, cfg.output_dir, cfg.eval_temperature,
+                                         cfg.max_completion_length))
     last = get_last_checkpoint(cfg.output_dir) if cfg.resume and Path(cfg.output_dir).exists() else None
+    if ulorl:
+        trainer.add_callback(PoolCheckpoint(rollout))
+        if last is not None:
+            rollout.load(last)  # the unfinished samples and waiting groups carry on
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(Path(cfg.output_dir) / "final"))
     return trainer

@@ -21,7 +21,7 @@ from typing import Any
 from ponder.prompts import family_for, render
 from ponder.rl.sgrpo import SGRPOConfig, serial_group
 
-__all__ = ["SGRPORollout", "GRPORollout", "ponder_reward", "sgrpo_reward"]
+__all__ = ["SGRPORollout", "GRPORollout", "ponder_reward", "sgrpo_reward", "exit_stats"]
 
 
 def ponder_reward(prompts: list, completions: list, ponder_reward: list[float], **_: Any) -> list[float]:
@@ -46,10 +46,44 @@ def _on_policy(trainer: Any, tokenizer: Any, work) -> list:
         model.train(was_training)
 
 
+def _log(trainer: Any, values: dict[str, float]) -> None:
+    """Add rollout statistics to what TRL logs for this step (averaged with its own metrics)."""
+    metrics = getattr(trainer, "_metrics", None)
+    if metrics is not None:
+        for key, value in values.items():
+            metrics["train"][key].append(float(value))
+
+
+def _global_step(trainer: Any, fallback: int) -> int:
+    state = getattr(trainer, "state", None)
+    return int(getattr(state, "global_step", fallback) or 0) if state is not None else fallback
+
+
 def _blocks(prompts: list[str], group: int) -> list[str]:
     if len(prompts) % group:
         raise ValueError(f"rollout_func got {len(prompts)} prompts, not a multiple of num_generations={group}")
     return [prompts[i] for i in range(0, len(prompts), group)]
+
+
+def exit_stats(groups: list) -> dict[str, float]:
+    """Where exits land and how often they are right (the first thing to check when S-GRPO stalls).
+
+    ``exit_correct``: share of early exits answered right; ``full_correct``: of full paths;
+    ``first_correct_exit``: where the earliest right exit sits, as a fraction of the full thinking
+    (groups with one); ``full_thinking_tokens``: mean thinking length of the full paths.
+    """
+    exits = [m for g in groups for m in g.members if not m.full_path]
+    fulls = [m for g in groups for m in g.members if m.full_path]
+    firsts = []
+    for g in groups:
+        full = g.members[-1]
+        right = [m.position for m in g.members[:-1] if m.correct]
+        if right and full.position:
+            firsts.append(min(right) / full.position)
+    return {"sgrpo/exit_correct": sum(m.correct for m in exits) / max(len(exits), 1),
+            "sgrpo/full_correct": sum(m.correct for m in fulls) / max(len(fulls), 1),
+            "sgrpo/first_correct_exit": sum(firsts) / len(firsts) if firsts else 1.0,
+            "sgrpo/full_thinking_tokens": sum(m.position for m in fulls) / max(len(fulls), 1)}
 
 
 @dataclass
@@ -61,6 +95,8 @@ class _Rollout:
     answer_kind: str = "math"
     family: str | None = None
     steps: int = field(default=0, init=False)
+    """Rollouts done by this object (the seed uses the trainer's global step, so a resumed run
+    draws the same rollouts as an uninterrupted one)."""
 
     def _setup(self, prompts: list[str], trainer: Any):
         """(TRL args, model family, verifier, one prompt per group, its rendered ids)."""
@@ -88,16 +124,18 @@ class SGRPORollout(_Rollout):
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
         args, fam, verifier, blocks, rendered = self._setup(prompts, trainer)
+        step = _global_step(trainer, self.steps)
         config = dict(m=args.num_generations - 1, temperature=args.temperature, answer_tokens=self.answer_tokens,
                       max_tokens=args.max_completion_length)
 
         async def roll(engine) -> list:
             return await asyncio.gather(*(
-                serial_group(engine, ids, fam, verifier, self.golds[p], SGRPOConfig(**config, seed=1000 * self.steps + i))
+                serial_group(engine, ids, fam, verifier, self.golds[p], SGRPOConfig(**config, seed=1000 * step + i))
                 for i, (p, ids) in enumerate(zip(blocks, rendered))))
 
         groups = _on_policy(trainer, self.tokenizer, roll)
         self.steps += 1
+        _log(trainer, exit_stats(groups))
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [], "ponder_reward": []}
         for ids, g in zip(rendered, groups):
             for member in g.members:
@@ -118,17 +156,18 @@ class GRPORollout(_Rollout):
         from ponder.types import SamplingParams
 
         args, _, verifier, blocks, rendered = self._setup(prompts, trainer)
-        g = args.num_generations
+        g, step = args.num_generations, _global_step(trainer, self.steps)
 
         async def roll(engine) -> list:
             return await asyncio.gather(*(
                 complete(engine, ids, SamplingParams(max_tokens=args.max_completion_length, temperature=args.temperature,
-                                                     seed=1000 * self.steps + g * i + j, logprobs=0))
+                                                     seed=1000 * step + g * i + j, logprobs=0))
                 for i, ids in enumerate(rendered) for j in range(g)))
 
         outs = _on_policy(trainer, self.tokenizer, roll)
         self.steps += 1
         golds = [self.golds[p] for p in blocks for _ in range(g)]
         rewards = [float(bool(verifier.verify(gold, self.tokenizer.decode(o.token_ids)))) for gold, o in zip(golds, outs)]
+        _log(trainer, {"rollout/correct": sum(rewards) / len(rewards)})
         return {"prompt_ids": [ids for ids in rendered for _ in range(g)], "completion_ids": [o.token_ids for o in outs],
                 "logprobs": [o.logprobs for o in outs], "ponder_reward": rewards}

@@ -1,0 +1,506 @@
+"""A Ray actor pool behind the Engine protocol: one request stream, served by many engines.
+
+    from ponder.engines import make_engine
+    pool = make_engine("ray", engine="hf", actors=2)                 # local Ray, two tiny reasoners
+    pool = make_engine("ray", engine="vllm", actors=8, num_gpus=1,    # an existing cluster
+                       address="auto", model="Qwen/Qwen3-8B")
+    ponder solve "Compute 4721+389" -c ffs -n 8 --ray --actors 2
+
+Each actor is an *async* Ray actor holding a real engine (`make_engine(engine, ...)`), so a
+cancelled request is stopped inside the actor while it runs (a sync actor would finish the task
+first). A request goes to the live actor with the fewest open requests, so the n samples of one
+controller spread over the actors.
+
+Tokens come back in chunks: one `poll` call per actor returns everything its engine produced
+for all of the pool's requests since the last call (not one Ray call per token or per stream).
+Closing a stream sends `abort` to its actor, which cancels the engine stream and waits until the
+engine has stopped; the pool's `stats` are the actors' own token counts.
+
+If an actor dies mid-request, each of its requests is resubmitted to a live actor as an exact
+prefix continuation (prompt + the tokens already streamed, the remaining ``max_tokens``), so the
+caller's stream goes on without losing or repeating a token; `resubmissions` records each one.
+Dead actors are restarted by Ray up to ``max_restarts`` times and rejoin the pool; with none left
+the request fails with a clear error. Continuations restart the sampler's random stream, and a
+stop string straddling the cut is not seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+from urllib.parse import urlparse
+
+from ponder.engines.base import EngineStats, request_ids
+from ponder.types import Chunk, SamplingParams
+
+__all__ = ["RayPool", "EngineActor", "Resubmission", "PoolError"]
+
+POLL_WAIT_S = 1.0
+"""How long an actor's `poll` waits for tokens before returning empty (lets idle pollers exit)."""
+
+
+class PoolError(RuntimeError):
+    """The pool cannot serve: Ray does not start, the cluster is unreachable, or no actor is left."""
+
+
+class _Stream:
+    """Actor side: one request's buffered chunks."""
+
+    def __init__(self) -> None:
+        self.buffer: list[Chunk] = []
+        self.error: BaseException | None = None
+        self.task: asyncio.Task | None = None
+
+
+class EngineActor:
+    """The actor: a real engine plus buffers the pool drains with `poll` (use via `RayPool`)."""
+
+    def __init__(self, engine: str, engine_kwargs: dict[str, Any]) -> None:
+        from ponder.engines import make_engine
+
+        self.engine = make_engine(engine, **engine_kwargs)
+        self.streams: dict[str, _Stream] = {}
+        self.wake = asyncio.Event()
+
+    async def ready(self) -> dict[str, Any]:
+        start = getattr(self.engine, "start", None)
+        if start is not None:  # vLLM starts its engine core lazily
+            await start()
+        import ray
+
+        return {"model_name": self.engine.model_name, "engine": self.engine.name, "pid": os.getpid(),
+                "node": ray.util.get_node_ip_address()}
+
+    async def open(self, rid: str, prompt_ids: list[int], params: SamplingParams) -> None:
+        stream = self.streams[rid] = _Stream()
+        stream.task = asyncio.get_running_loop().create_task(self._pump(rid, stream, prompt_ids, params))
+
+    async def _pump(self, rid: str, stream: _Stream, prompt_ids: list[int], params: SamplingParams) -> None:
+        try:
+            async with aclosing(self.engine.stream(prompt_ids, params, request_id=rid)) as chunks:
+                async for chunk in chunks:
+                    stream.buffer.append(chunk)
+                    self.wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # reaches the caller's stream as the same exception
+            stream.error = exc
+            self.wake.set()
+
+    async def poll(self) -> dict[str, tuple[Chunk | None, BaseException | None, int]]:
+        """Everything buffered since the last call: {request: (merged chunk, error, tokens the
+        engine has decoded for it so far)}; waits up to `POLL_WAIT_S` for the first token."""
+        if not any(s.buffer or s.error for s in self.streams.values()):
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), POLL_WAIT_S)
+            except asyncio.TimeoutError:
+                return {}
+        out = {}
+        for rid, s in list(self.streams.items()):
+            if not (s.buffer or s.error):
+                continue
+            chunk = _merge(s.buffer) if s.buffer else None
+            s.buffer = []
+            out[rid] = (chunk, s.error, self.engine.stats.per_request.get(rid, 0))
+            if s.error is not None or (chunk is not None and chunk.finish_reason is not None):
+                del self.streams[rid]
+        return out
+
+    async def abort(self, rid: str) -> tuple[int, int]:
+        """Stop a request; returns (tokens decoded for it in all, of which after the abort)."""
+        at_abort = self.engine.stats.per_request.get(rid, 0)
+        stream = self.streams.pop(rid, None)
+        if stream is not None and stream.task is not None:
+            stream.task.cancel()
+            await asyncio.gather(stream.task, return_exceptions=True)
+        settle = getattr(self.engine, "settle", None)
+        if settle is not None:  # hf: the step that was running when the abort came has landed
+            await settle()
+        final = self.engine.stats.per_request.get(rid, 0)
+        return final, final - at_abort
+
+    def counters(self) -> dict[str, int]:
+        s = self.engine.stats
+        return {"requests": s.requests, "generated_tokens": s.generated_tokens, "unfinished": self.engine.unfinished(),
+                "aborted_requests": s.aborted_requests, "open_streams": len(self.streams)}
+
+    async def close(self) -> None:
+        for s in self.streams.values():
+            if s.task is not None:
+                s.task.cancel()
+        await self.engine.aclose()
+        shutdown = getattr(self.engine, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def _merge(chunks: list[Chunk]) -> Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    last = chunks[-1]
+    lps = None if any(c.logprobs is None for c in chunks) else tuple(x for c in chunks for x in c.logprobs)
+    tops = None if any(c.top_logprobs is None for c in chunks) else tuple(x for c in chunks for x in c.top_logprobs)
+    return Chunk(tuple(t for c in chunks for t in c.token_ids), lps, tops, last.finish_reason, last.stop_reason)
+
+
+@dataclass
+class Resubmission:
+    """A request moved off a dead actor."""
+
+    request_id: str
+    dead_actor: int
+    new_actor: int
+    tokens_carried: int
+    """Tokens already streamed, passed on as prompt so the continuation starts where the stream was."""
+    error: str
+
+
+@dataclass
+class _Request:
+    """Pool side: one caller's request."""
+
+    rid: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    queue: asyncio.Queue
+    received: list[int] = field(default_factory=list)
+    attempt: int = 0
+    arid: str = ""
+    actor: Any = None
+    counts: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+
+
+@dataclass
+class _Died:
+    arid: str
+    actor: int
+    error: str
+
+
+@dataclass
+class _Actor:
+    index: int
+    handle: Any
+    alive: bool = True
+    requests: dict[str, _Request] = field(default_factory=dict)
+    poller: asyncio.Task | None = None
+    error: str = ""
+
+
+class RayPool:
+    """An Engine whose requests are served by a pool of Ray actors, each holding a real engine.
+
+    Args:
+        engine: the engine every actor holds (``hf``, ``vllm``, ``openai``).
+        actors: how many actors.
+        address: an existing cluster (``auto``, ``host:port`` or ``ray://host:port``); None starts
+            a local one (or joins the one this process is already connected to).
+        num_cpus: CPUs each actor reserves (the hf engine uses as many threads).
+        num_gpus: GPUs each actor reserves; with ``tensor_parallel_size`` > 1 each actor gets a
+            placement group of that many GPUs on one node.
+        max_restarts: how often Ray restarts a dead actor (it rejoins the pool once ready).
+        startup_timeout: seconds to wait for the actors' engines to load.
+        **engine_kwargs: passed to every actor's engine (``model``, ``max_model_len``, ...).
+    """
+
+    name = "ray"
+
+    def __init__(self, engine: str = "hf", *, actors: int = 2, address: str | None = None, num_cpus: float = 1,
+                 num_gpus: float = 0, max_restarts: int = 0, startup_timeout: float = 600, **engine_kwargs: Any) -> None:
+        if engine == "ray" or not isinstance(actors, int) or actors < 1:
+            raise ValueError(f"ray pool: needs actors >= 1 of a non-ray engine (got engine={engine!r}, actors={actors!r})")
+        import ray
+
+        _connect(address, local_cpus=int(actors * num_cpus + 0.999))
+        if engine == "hf" and "threads" not in engine_kwargs:
+            engine_kwargs["threads"] = max(1, int(num_cpus))  # keep actors from oversubscribing their cores
+        _check_room(actors, num_cpus, num_gpus * max(1, int(engine_kwargs.get("tensor_parallel_size", 1) or 1)),
+                    wait_s=min(10.0, startup_timeout))
+        self.max_restarts, self.startup_timeout = max_restarts, startup_timeout
+        self._actors = [_Actor(i, self._spawn(engine, engine_kwargs, num_cpus, num_gpus)) for i in range(actors)]
+        try:
+            infos = ray.get([a.handle.ready.remote() for a in self._actors], timeout=startup_timeout)
+        except Exception as exc:
+            self.shutdown()
+            raise PoolError(f"ray pool: the {engine} actors did not start: {_first_line(exc)}") from None
+        self.nodes = [info["node"] for info in infos]
+        self.model_name = infos[0]["model_name"]
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        self.resubmissions: list[Resubmission] = []
+        self.restarts = 0
+        self.routed: dict[str, int] = {}
+        """request id -> the actor that served it last (kept for the last 4096 requests)."""
+        self._stats = EngineStats()
+        self._aborting: list[tuple[_Request, str, Any]] = []
+        self._turn = 0
+
+    def _spawn(self, engine: str, kwargs: dict[str, Any], num_cpus: float, num_gpus: float) -> Any:
+        import ray
+
+        options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": self.max_restarts,
+                                   "max_task_retries": 0, "max_concurrency": 1000}
+        tp = int(kwargs.get("tensor_parallel_size", 1) or 1)
+        if tp > 1:  # one bundle holding all of an actor's GPUs keeps them on one node
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            pg = placement_group([{"CPU": num_cpus, "GPU": tp}], strategy="STRICT_PACK")
+            options.update(num_gpus=tp, scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
+        return ray.remote(EngineActor).options(**options).remote(engine, kwargs)
+
+    # -- protocol ---------------------------------------------------------------------------
+    @property
+    def stats(self) -> EngineStats:
+        """The actors' own counts (every token their engines decoded for this pool's requests)."""
+        self._fold_aborts()
+        return self._stats
+
+    def unfinished(self) -> int:
+        """Requests open on an actor, or aborted and not yet confirmed stopped by it."""
+        self._fold_aborts()
+        return sum(len(a.requests) for a in self._actors) + len(self._aborting)
+
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
+        if not prompt_ids:
+            raise ValueError("prompt_ids is empty")
+        req = _Request(request_id or next(request_ids), [int(t) for t in prompt_ids], params, asyncio.Queue())
+        self._stats.requests += 1
+        try:
+            await self._submit(req)
+            while True:
+                item = await req.queue.get()
+                if isinstance(item, _Died):
+                    if item.arid == req.arid:  # a stale notice from an earlier attempt is ignored
+                        await self._resubmit(req, item)
+                    continue
+                if isinstance(item, BaseException):
+                    req.finished = True
+                    raise item
+                req.received.extend(item.token_ids)
+                if item.finish_reason is not None:
+                    req.finished = True
+                yield item
+                if req.finished:
+                    return
+        finally:
+            if not req.finished:
+                self._abort(req)
+
+    async def aclose(self) -> None:
+        """Stop every request and the actors."""
+        for actor in self._actors:
+            for req in list(actor.requests.values()):
+                self._abort(req)
+        import ray
+
+        live = [a.handle.close.remote() for a in self._actors if a.alive]
+        if live:
+            await asyncio.gather(*live, return_exceptions=True)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Kill the actors (a local Ray started for the pool keeps running for the process)."""
+        import ray
+
+        for actor in self._actors:
+            try:
+                ray.kill(actor.handle, no_restart=True)
+            except Exception:  # already dead
+                pass
+            actor.alive = False
+
+    # -- routing ----------------------------------------------------------------------------
+    def _pick(self) -> _Actor:
+        live = [a for a in self._actors if a.alive]
+        if not live:
+            reasons = "; ".join(f"actor {a.index}: {a.error or 'dead'}" for a in self._actors)
+            raise PoolError(f"ray pool: no live actor left ({reasons})")
+        self._turn += 1
+        n = len(self._actors)
+        return min(live, key=lambda a: (len(a.requests), (a.index - self._turn) % n))
+
+    async def _submit(self, req: _Request) -> None:
+        from ray.exceptions import RayActorError
+
+        while True:
+            actor = self._pick()
+            req.arid = req.rid if req.attempt == 0 else f"{req.rid}~{req.attempt}"
+            req.actor = actor
+            actor.requests[req.arid] = req
+            remaining = req.params.max_tokens - len(req.received)
+            params = req.params if not req.received else req.params.replace(max_tokens=remaining)
+            try:
+                await actor.handle.open.remote(req.arid, req.prompt_ids + req.received, params)
+            except RayActorError as exc:
+                actor.requests.pop(req.arid, None)
+                self._actor_down(actor, exc)
+                req.attempt += 1
+                continue
+            self.routed[req.rid] = actor.index
+            if len(self.routed) > 4096:
+                self.routed.pop(next(iter(self.routed)))
+            self._ensure_poller(actor)
+            return
+
+    async def _resubmit(self, req: _Request, died: _Died) -> None:
+        req.attempt += 1
+        await self._submit(req)
+        self.resubmissions.append(Resubmission(req.rid, died.actor, req.actor.index, len(req.received), died.error))
+
+    def _abort(self, req: _Request) -> None:
+        req.finished = True
+        actor = req.actor
+        if actor is None:
+            return
+        actor.requests.pop(req.arid, None)
+        self._stats.aborted_requests += 1
+        if actor.alive:
+            self._aborting.append((req, req.arid, actor.handle.abort.remote(req.arid)))
+
+    def _fold_aborts(self) -> None:
+        if not self._aborting:
+            return
+        import ray
+
+        refs = [ref for _, _, ref in self._aborting]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        done = set(ready)
+        for req, arid, ref in [x for x in self._aborting if x[2] in done]:
+            try:
+                final, after = ray.get(ref)
+            except Exception:  # the actor died meanwhile: its engine stopped with it
+                continue
+            self._count(req, arid, final)
+            self._stats.tokens_after_abort += after
+        self._aborting = [x for x in self._aborting if x[2] not in done]
+
+    def _count(self, req: _Request, arid: str, count: int) -> None:
+        delta = count - req.counts.get(arid, 0)
+        if delta > 0:
+            req.counts[arid] = count
+            self._stats.count(req.rid, delta)
+
+    # -- the per-actor poller ---------------------------------------------------------------
+    def _ensure_poller(self, actor: _Actor) -> None:
+        loop = asyncio.get_running_loop()
+        if actor.poller is None or actor.poller.done() or actor.poller.get_loop() is not loop:
+            actor.poller = loop.create_task(self._poll(actor))
+
+    async def _poll(self, actor: _Actor) -> None:
+        from ray.exceptions import RayActorError
+
+        while actor.requests and actor.alive:
+            try:
+                data = await actor.handle.poll.remote()
+            except RayActorError as exc:
+                self._actor_down(actor, exc)
+                return
+            for arid, (chunk, error, count) in data.items():
+                req = actor.requests.get(arid)
+                if req is None:  # aborted meanwhile
+                    continue
+                self._count(req, arid, count)
+                if error is not None:
+                    actor.requests.pop(arid, None)
+                    req.queue.put_nowait(error)
+                elif chunk is not None:
+                    if chunk.finish_reason is not None:
+                        actor.requests.pop(arid, None)
+                    req.queue.put_nowait(chunk)
+
+    def _actor_down(self, actor: _Actor, exc: BaseException) -> None:
+        if not actor.alive:
+            return
+        actor.alive, actor.error = False, _first_line(exc)
+        for arid, req in actor.requests.items():
+            req.queue.put_nowait(_Died(arid, actor.index, actor.error))
+        actor.requests.clear()
+        if self.max_restarts > 0:
+            asyncio.get_running_loop().create_task(self._revive(actor))
+
+    async def _revive(self, actor: _Actor) -> None:
+        """Wait for Ray to restart the actor (its engine reloads), then route to it again."""
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:  # calls made while Ray still marks the actor dead fail: retry until it is back
+                await asyncio.wait_for(actor.handle.ready.remote(), max(1.0, deadline - time.monotonic()))
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline or _gone_for_good(exc):
+                    actor.error = f"not restarted: {_first_line(exc)}"
+                    return
+                await asyncio.sleep(0.5)
+        actor.alive, actor.error = True, ""
+        self.restarts += 1
+
+
+def _gone_for_good(exc: BaseException) -> bool:
+    """Ray says the actor will not come back (out of restarts, or killed with no_restart);
+    a restarting actor answers ActorUnavailableError instead."""
+    from ray.exceptions import ActorDiedError
+
+    return isinstance(exc, ActorDiedError)
+
+
+def _check_room(actors: int, num_cpus: float, num_gpus: float, wait_s: float = 10.0) -> None:
+    """Fail soon when the cluster cannot place the actors (Ray would wait for them forever).
+
+    Waits up to ``wait_s`` first: resources of actors killed a moment ago come back asynchronously.
+    """
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        free = ray.available_resources()
+        short = [(name, each) for name, each in (("CPU", num_cpus), ("GPU", num_gpus))
+                 if each and actors * each > free.get(name, 0) + 1e-9]
+        if not short:
+            return
+        if time.monotonic() > deadline:
+            name, each = short[0]
+            raise PoolError(f"ray pool: {actors} actors need {actors * each:g} {name}s, the cluster has "
+                            f"{free.get(name, 0):g} free of {ray.cluster_resources().get(name, 0):g} "
+                            f"(lower num_cpus/num_gpus per actor, or add nodes)")
+        time.sleep(0.2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _connect(address: str | None, local_cpus: int, timeout: float = 10.0) -> None:
+    """Join ``address`` (or start a local Ray); a clear error when that is not possible."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        url = urlparse(address if "://" in address else f"ray://{address}")
+        host, port = url.hostname, url.port or (10001 if address.startswith("ray://") else 6379)
+        try:  # fail fast: Ray itself retries an unreachable address for a long time
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            raise PoolError(f"ray pool: cannot reach the Ray cluster at {address!r} ({host}:{port}): {exc}") from None
+    if ray.is_initialized():  # this process already joined a cluster: every pool shares it
+        return
+    start = time.perf_counter()
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(os.cpu_count() or 1, local_cpus), include_dashboard=False, log_to_driver=False)
+    except Exception as exc:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise PoolError(f"ray pool: cannot start or join {where} after {time.perf_counter() - start:.0f}s: "
+                           f"{_first_line(exc)}") from None

@@ -1,0 +1,131 @@
+"""The Ray actor pool: conformance (in test_engines.py, engine kind ``ray``), FFS across actors,
+actor deaths in the middle of FFS and majority voting, and connection errors.
+
+The pools hold hf engines with the embedded tiny reasoner on a local Ray instance.
+Run with ``-s`` to see the measured numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ponder.controllers import FirstFinish, Majority, Sampling
+from ponder.eval.arith import problems
+from ponder.types import Problem
+from ponder.verifiers import get_verifier
+
+pytestmark = pytest.mark.timeout(900)
+
+ARITH = problems(4, seed=12)
+PROBLEMS = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id) for p in ARITH]
+
+
+async def quiet(engine) -> None:
+    for _ in range(200):
+        if engine.unfinished() == 0:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+
+
+async def test_ffs_over_two_actors_stops_the_losers_on_both(ray_engine):
+    pool, n = ray_engine, 8
+    for i, problem in enumerate(PROBLEMS[:2]):
+        ctrl = FirstFinish(n=n, sampling=Sampling(temperature=0.6, top_p=0.95, max_tokens=300, seed=50 * i))
+        sol = await ctrl.run(problem, pool, verifier=get_verifier("integer"))
+        await quiet(pool)
+        winner = sol.traces[sol.info["winner"]]
+        rids = [t.info["request_ids"][0] for t in sol.traces]
+        actors = {pool.routed[r] for r in rids}
+        counts = [pool.stats.per_request.get(r, 0) for r in rids]
+        lag = [c - t.tokens for t, c in zip(sol.traces, counts) if t.aborted]
+        print(f"\nray FFS@{n}: winner {winner.tokens} tokens on actor {pool.routed[rids[sol.info['winner']]]}, "
+              f"actors used {sorted(actors)}, actor-counted tokens past what the controller read {lag}, "
+              f"after-abort {pool.stats.tokens_after_abort}")
+        assert actors == {0, 1}, "the samples of one FFS did not spread over both actors"
+        assert sol.answer is not None and not winner.aborted
+        for t, c in zip(sol.traces, counts):
+            if t.aborted:  # a few decode steps: the chunk in transit plus the step running at the abort
+                assert c - t.tokens <= 6 and c <= winner.tokens + 6, f"a sample kept decoding: {c} vs {t.tokens}"
+        generated = pool.stats.generated_tokens
+        await asyncio.sleep(0.3)
+        assert pool.stats.generated_tokens == generated and pool.unfinished() == 0
+
+
+@pytest.fixture(scope="module")
+def fragile_pool():
+    """A separate 2-actor pool whose actors the tests kill (Ray restarts each once)."""
+    from ponder.engines import make_engine
+
+    pool = make_engine("ray", engine="hf", actors=2, max_restarts=1, num_cpus=0.5)
+    yield pool
+    pool.shutdown()
+
+
+async def _kill_midway(pool, ctrl, problem, delay: float):
+    import ray
+
+    task = asyncio.create_task(ctrl.run(problem, pool, verifier=get_verifier("integer")))
+    for _ in range(400):  # wait until both actors hold samples, then kill one of them
+        if all(a.requests for a in pool._actors) and all(a.alive for a in pool._actors):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(delay)
+    before = len(pool.resubmissions)
+    ray.kill(pool._actors[0].handle, no_restart=False)
+    sol = await task
+    return sol, pool.resubmissions[before:]
+
+
+async def test_killing_an_actor_midway_through_majority_still_returns(fragile_pool):
+    ctrl = Majority(n=8, sampling=Sampling(temperature=0.7, max_tokens=300, seed=7))
+    sol, moved = await _kill_midway(fragile_pool, ctrl, PROBLEMS[2], 0.3)
+    print(f"\nmajority@8 with actor 0 killed: answer {sol.answer}, resubmissions {[(r.request_id, r.tokens_carried) for r in moved]}")
+    assert len(sol.traces) == 8 and all(t.finish_reason == "stop" for t in sol.traces)
+    assert moved and all(r.dead_actor == 0 and r.new_actor == 1 for r in moved)
+    assert sol.answer is not None
+    # Ray restarts the actor (max_restarts=1) and the pool routes to it again
+    for _ in range(600):
+        if fragile_pool.restarts:
+            break
+        await asyncio.sleep(0.1)
+    assert fragile_pool.restarts == 1 and all(a.alive for a in fragile_pool._actors)
+
+
+async def test_killing_an_actor_midway_through_ffs_still_returns(fragile_pool):
+    ctrl = FirstFinish(n=8, sampling=Sampling(temperature=0.6, top_p=0.95, max_tokens=300, seed=3))
+    sol, moved = await _kill_midway(fragile_pool, ctrl, PROBLEMS[3], 0.1)
+    print(f"\nFFS@8 with actor 0 killed: answer {sol.answer}, resubmissions {len(moved)}")
+    assert moved and sol.answer is not None and sol.info["winner"] is not None
+    await quiet(fragile_pool)
+    assert fragile_pool.unfinished() == 0
+
+
+def test_an_unreachable_address_is_a_clear_error():
+    code = ("from ponder.engines import make_engine\n"
+            "try:\n    make_engine('ray', engine='hf', actors=1, address='127.0.0.1:9')\n"
+            "except RuntimeError as exc:\n    print('ERROR', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "RAY_ADDRESS": ""})
+    assert "ERROR ray pool: cannot reach the Ray cluster at '127.0.0.1:9'" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-c", code.replace("address='127.0.0.1:9'", "")], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": "127.0.0.1:9"})
+    assert "ERROR ray pool: cannot reach the Ray cluster at '127.0.0.1:9'" in out.stdout, out.stdout + out.stderr
+
+
+def test_bad_pool_options(ray_engine):
+    from ponder.engines import make_engine
+    from ponder.engines.ray import PoolError
+
+    with pytest.raises(PoolError, match=r"1000 actors need 1000 CPUs, the cluster has [\d.]+ free"):
+        make_engine("ray", engine="hf", actors=1000, startup_timeout=5)
+
+    with pytest.raises(ValueError, match="actors >= 1"):
+        make_engine("ray", engine="hf", actors=0)
+    with pytest.raises(ValueError, match="non-ray engine"):
+        make_engine("ray", engine="ray")
