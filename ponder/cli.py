@@ -89,8 +89,6 @@ def solve(
     if (address or actors != 2) and not ray:
         fail("--actors and --address only apply with --ray")
     engine_options = {"base_url": base_url} if base_url else {}
-    if ray:
-        engine_options.update(engine=engine, actors=actors, address=address)
     try:
         from ponder.controllers import get_controller
 
@@ -99,7 +97,8 @@ def solve(
 
         from ponder.engines.ray import PoolError
 
-        with Solver(model, "ray" if ray else engine, **engine_options) as solver:
+        with Solver(model, engine, ray={"actors": actors, "address": address} if ray else None,
+                    **engine_options) as solver:
             solution = solver.solve(problem, controller, answer_kind=answer_kind, gold=gold, **options)
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
         fail(_option_names(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__)

@@ -50,15 +50,21 @@ class Solver:
     Args:
         model: path or hub id (default: the embedded tiny reasoner).
         engine: ``hf``, ``vllm`` or ``openai``, or an Engine object.
+        ray: serve ``engine`` from a Ray actor pool, e.g. ``{"actors": 4, "address": "auto"}``
+            (see `ponder.engines.ray.RayPool` for every option).
         engine_options: passed to the engine's constructor (e.g. ``base_url`` for openai).
     """
 
-    def __init__(self, model: str | None = None, engine: str | Any = "hf", **engine_options: Any) -> None:
+    def __init__(self, model: str | None = None, engine: str | Any = "hf", *, ray: dict[str, Any] | None = None,
+                 **engine_options: Any) -> None:
         from ponder.engines import make_engine
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ponder-solver", daemon=True)
         self._thread.start()
+        if ray is not None and isinstance(engine, str):
+            engine_options = {**engine_options, **ray, "engine": engine}
+            engine = "ray"
         self.engine = make_engine(engine, model=model, **engine_options) if isinstance(engine, str) else engine
 
     def solve(self, problem: str | Problem, controller: str = "single", *, verifier: Any = None,

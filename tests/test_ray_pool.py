@@ -125,6 +125,11 @@ def test_bad_pool_options(ray_engine):
     with pytest.raises(PoolError, match=r"1000 actors need 1000 CPUs, the cluster has [\d.]+ free"):
         make_engine("ray", engine="hf", actors=1000, startup_timeout=5)
 
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        make_engine("ray", engine="hf", model="/nonexistent")
+    # an engine that fails inside the actor: the error names the actor's own exception
+    with pytest.raises(PoolError, match="did not start: ActorDiedError: AttributeError: .*nonsense"):
+        make_engine("ray", engine="hf", actors=1, num_cpus=0.25, dtype="nonsense")
     with pytest.raises(ValueError, match="actors >= 1"):
         make_engine("ray", engine="hf", actors=0)
     with pytest.raises(ValueError, match="non-ray engine"):

@@ -45,6 +45,10 @@ def test_three_sgrpo_steps_then_resume(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     checkpoint = tmp_path / "checkpoint-2"
     assert (checkpoint / "trainer_state.json").exists() and (checkpoint / "optimizer.pt").exists()
-    resumed, _ = _trainer(tmp_path / "again", max_steps=3)
+    resumed, resumed_model = _trainer(tmp_path / "again", max_steps=3)
     resumed.train(resume_from_checkpoint=str(checkpoint))
     assert resumed.state.global_step == 3
+    # exact resume: optimizer, step and RNG come back, and rollouts are seeded by the global step,
+    # so step 3 after a resume is step 3 of the uninterrupted run
+    for a, b in zip(model.parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import time
 from contextlib import aclosing
@@ -218,6 +219,10 @@ class RayPool:
             raise ValueError(f"ray pool: needs actors >= 1 of a non-ray engine (got engine={engine!r}, actors={actors!r})")
         import ray
 
+        if engine in ("hf", "vllm"):  # a missing local model fails here, not inside every actor
+            from ponder.engines import resolve_model
+
+            resolve_model(engine_kwargs.get("model"))
         _connect(address, local_cpus=int(actors * num_cpus + 0.999))
         if engine == "hf" and "threads" not in engine_kwargs:
             engine_kwargs["threads"] = max(1, int(num_cpus))  # keep actors from oversubscribing their cores
@@ -302,8 +307,6 @@ class RayPool:
         for actor in self._actors:
             for req in list(actor.requests.values()):
                 self._abort(req)
-        import ray
-
         live = [a.handle.close.remote() for a in self._actors if a.alive]
         if live:
             await asyncio.gather(*live, return_exceptions=True)
@@ -476,8 +479,12 @@ def _check_room(actors: int, num_cpus: float, num_gpus: float, wait_s: float = 1
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    """One line naming the error; for an actor that died of an exception, that exception's line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    if causes and type(exc).__name__.startswith(("Actor", "Ray")):
+        return f"{type(exc).__name__}: {causes[-1]}"
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _connect(address: str | None, local_cpus: int, timeout: float = 10.0) -> None:
