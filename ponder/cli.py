@@ -89,13 +89,13 @@ def solve(
     if (address or actors != 2) and not ray:
         fail("--actors and --address only apply with --ray")
     engine_options = {"base_url": base_url} if base_url else {}
+    from ponder.engines.ray import PoolError  # stdlib-only module: ray itself loads with a pool
+
     try:
         from ponder.controllers import get_controller
 
         get_controller(controller, **dict(options))  # validate options before loading a model
         from ponder.sdk import Solver
-
-        from ponder.engines.ray import PoolError
 
         with Solver(model, engine, ray={"actors": actors, "address": address} if ray else None,
                     **engine_options) as solver:

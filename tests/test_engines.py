@@ -100,7 +100,10 @@ async def test_abort_stops_generation_and_engine_stays_healthy(engine):
     await settle(engine)
     assert engine.unfinished() == 0
     after_abort = engine.stats.generated_tokens
-    assert after_abort - before <= received + 1, "tokens were generated after the abort took effect"
+    # a remote engine (the Ray pool) may also have decoded tokens that were still on their way to
+    # the reader when it left: at most one poll round trip's worth, which it declares
+    in_transit = getattr(engine, "in_transit_tokens", 0)
+    assert after_abort - before <= received + 1 + in_transit, "tokens were generated after the abort took effect"
     await asyncio.sleep(0.3)
     assert engine.stats.generated_tokens == after_abort
     # cancelling the task that reads a stream aborts too

@@ -57,6 +57,37 @@ async def test_ffs_over_two_actors_stops_the_losers_on_both(ray_engine):
         assert pool.stats.generated_tokens == generated and pool.unfinished() == 0
 
 
+# before fragile_pool exists: the bad-options test needs a little free CPU on the local cluster
+def test_an_unreachable_address_is_a_clear_error():
+    code = ("from ponder.engines import make_engine\n"
+            "try:\n    make_engine('ray', engine='hf', actors=1, address='127.0.0.1:9')\n"
+            "except RuntimeError as exc:\n    print('ERROR', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "RAY_ADDRESS": ""})
+    assert "ERROR ray pool: cannot reach the Ray cluster at '127.0.0.1:9'" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-c", code.replace("address='127.0.0.1:9'", "")], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": "127.0.0.1:9"})
+    assert "ERROR ray pool: cannot reach the Ray cluster at '127.0.0.1:9'" in out.stdout, out.stdout + out.stderr
+
+
+def test_bad_pool_options(ray_engine):
+    from ponder.engines import make_engine
+    from ponder.engines.ray import PoolError
+
+    with pytest.raises(PoolError, match=r"1000 actors need 1000 CPUs, the cluster has [\d.]+ free"):
+        make_engine("ray", engine="hf", actors=1000, startup_timeout=5)
+
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        make_engine("ray", engine="hf", model="/nonexistent")
+    # an engine that fails inside the actor: the error names the actor's own exception
+    with pytest.raises(PoolError, match="did not start: ActorDiedError: AttributeError: .*nonsense"):
+        make_engine("ray", engine="hf", actors=1, num_cpus=0.25, dtype="nonsense")
+    with pytest.raises(ValueError, match="actors >= 1"):
+        make_engine("ray", engine="hf", actors=0)
+    with pytest.raises(ValueError, match="non-ray engine"):
+        make_engine("ray", engine="ray")
+
+
 @pytest.fixture(scope="module")
 def fragile_pool():
     """A separate 2-actor pool whose actors the tests kill (Ray restarts each once)."""
@@ -104,33 +135,3 @@ async def test_killing_an_actor_midway_through_ffs_still_returns(fragile_pool):
     assert moved and sol.answer is not None and sol.info["winner"] is not None
     await quiet(fragile_pool)
     assert fragile_pool.unfinished() == 0
-
-
-def test_an_unreachable_address_is_a_clear_error():
-    code = ("from ponder.engines import make_engine\n"
-            "try:\n    make_engine('ray', engine='hf', actors=1, address='127.0.0.1:9')\n"
-            "except RuntimeError as exc:\n    print('ERROR', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "RAY_ADDRESS": ""})
-    assert "ERROR ray pool: cannot reach the Ray cluster at '127.0.0.1:9'" in out.stdout, out.stdout + out.stderr
-    out = subprocess.run([sys.executable, "-c", code.replace("address='127.0.0.1:9'", "")], capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": "127.0.0.1:9"})
-    assert "ERROR ray pool: cannot reach the Ray cluster at '127.0.0.1:9'" in out.stdout, out.stdout + out.stderr
-
-
-def test_bad_pool_options(ray_engine):
-    from ponder.engines import make_engine
-    from ponder.engines.ray import PoolError
-
-    with pytest.raises(PoolError, match=r"1000 actors need 1000 CPUs, the cluster has [\d.]+ free"):
-        make_engine("ray", engine="hf", actors=1000, startup_timeout=5)
-
-    with pytest.raises(FileNotFoundError, match="no config.json"):
-        make_engine("ray", engine="hf", model="/nonexistent")
-    # an engine that fails inside the actor: the error names the actor's own exception
-    with pytest.raises(PoolError, match="did not start: ActorDiedError: AttributeError: .*nonsense"):
-        make_engine("ray", engine="hf", actors=1, num_cpus=0.25, dtype="nonsense")
-    with pytest.raises(ValueError, match="actors >= 1"):
-        make_engine("ray", engine="hf", actors=0)
-    with pytest.raises(ValueError, match="non-ray engine"):
-        make_engine("ray", engine="ray")

@@ -20,6 +20,11 @@ def _ponder(*args: str) -> subprocess.CompletedProcess:
         (["sgrpo", "--config", "recipes/missing.yaml"], "cannot read the recipe"),
         (["sgrpo", "lr=3"], "unknown field lr"),
         (["sgrpo", "dataset=nope"], "nope"),
+        (["grpo", "segment_tokens=500", "max_completion_length=400"], "exceeds max_completion_length"),
+        (["grpo", "dmmpt=true", "dmmpt_tau=2"], "0 < tau <= 1"),
+        (["grpo", "lr_scheduler=sideways"], "not a transformers scheduler"),
+        (["grpo", "dataset=gsm8k", "eval_steps=5"], "eval_steps needs eval_dataset"),
+        (["grpo", "carry_groups=-1"], "carry_groups must be an integer >= 0"),
     ],
 )
 def test_bad_configuration_fails_before_training(args, needle):

@@ -212,6 +212,10 @@ class RayPool:
     """
 
     name = "ray"
+    in_transit_tokens = 8
+    """Tokens a reader can be behind its actor's engine (one poll round trip at CPU decode speed):
+    an aborted request may have decoded this many that never reached its reader. The tokens
+    decoded *after* the actor received the abort are counted in ``stats.tokens_after_abort``."""
 
     def __init__(self, engine: str = "hf", *, actors: int = 2, address: str | None = None, num_cpus: float = 1,
                  num_gpus: float = 0, max_restarts: int = 0, startup_timeout: float = 600, **engine_kwargs: Any) -> None:
