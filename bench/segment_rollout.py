@@ -7,7 +7,7 @@ distribution (its p50/p95/max are printed). Reports step wall time and trained s
 as ratios against 1 segment from the same run, plus the final reward and held-out accuracy,
 to show the speed is not bought with learning.
 
-    python bench/segment_rollout.py [--steps 12] [--prompts 4] [--group 8] [--max-tokens 512]
+    python bench/segment_rollout.py [--steps 12] [--prompts 4] [--group 8] [--max-tokens 256]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--max-tokens", type=int, default=512)
+    ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--eval-problems", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = ap.parse_args()

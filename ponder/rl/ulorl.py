@@ -200,18 +200,13 @@ class SegmentRollout(_Rollout):
             for s in group.samples:
                 s.prior = len(s.tokens)
         for i, (prompt, ids) in enumerate(zip(blocks, rendered)):
-            n = 1 if self.algo == "sgrpo" else g
-            self.groups[self.next_gid] = _Group(prompt, ids, [Sample(seed=1000 * step + g * i + j) for j in range(n)], step)
-            self.next_gid += 1
+            self._new_group(prompt, ids, g, step, seed=1000 * step + g * i)
         need = len(blocks)
         rng = random.Random(f"ulorl-extra-{step}")
         while len(self.groups) < need + self.extra_groups:  # the first step fills the pool
             prompt = rng.choice(self.extra_prompts or blocks)
-            n = 1 if self.algo == "sgrpo" else g
-            self.groups[self.next_gid] = _Group(prompt, render(self.tokenizer, prompt, fam),
-                                                [Sample(seed=10**6 + 1000 * step + g * len(self.groups) + j)
-                                                 for j in range(n)], step)
-            self.next_gid += 1
+            self._new_group(prompt, render(self.tokenizer, prompt, fam), g, step,
+                            seed=10**6 + 1000 * step + g * len(self.groups))
 
         async def work(engine) -> int:
             rounds = 0
@@ -246,6 +241,11 @@ class SegmentRollout(_Rollout):
         self.history.append(stats)
         _log(trainer, stats)
         return out
+
+    def _new_group(self, prompt: str, ids: list[int], g: int, step: int, seed: int) -> None:
+        n = 1 if self.algo == "sgrpo" else g  # S-GRPO segments its one full path
+        self.groups[self.next_gid] = _Group(prompt, ids, [Sample(seed=seed + j) for j in range(n)], step)
+        self.next_gid += 1
 
     async def _score(self, engine: Any, group: _Group, fam: Any, verifier: Any, args: Any) -> None:
         from ponder.controllers.sample import SampleContext
