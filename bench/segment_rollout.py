@@ -48,6 +48,7 @@ def run(segments: int, args, out: Path) -> dict:
             "samples_per_s": samples / sum(h["step_time"] for h in logs),
             "reward_last": statistics.mean(h["reward"] for h in logs[-max(1, len(logs) // 3):]),
             "carried": sum(h.get("ulorl/carried_samples", 0) for h in logs),
+            "sequential": statistics.mean(h["ulorl/sequential_tokens"] for h in logs),
             "lengths": rollout.lengths, **acc}
 
 
@@ -67,12 +68,13 @@ def main() -> None:
     q = lambda f: lengths[min(len(lengths) - 1, int(f * len(lengths)))]  # noqa: E731
     table = Table(title=f"GRPO on TRL, {args.steps} steps x {args.prompts} prompts x {args.group} samples "
                         f"(max {args.max_tokens} tokens); lengths p50 {q(0.5)} / p95 {q(0.95)} / max {lengths[-1]}")
-    for col in ("segments", "step s", "vs 1 seg", "samples/s", "vs 1 seg", "carried", "reward (last third)",
-                "greedy acc", "T=0.7 acc"):
+    for col in ("segments", "step s", "vs 1 seg", "samples/s", "vs 1 seg", "decode positions/step", "vs 1 seg",
+                "carried", "reward (last third)", "greedy acc", "T=0.7 acc"):
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(str(r["segments"]), f"{r['step_s']:.2f}", f"{base['step_s'] / r['step_s']:.2f}x faster",
                       f"{r['samples_per_s']:.1f}", f"{r['samples_per_s'] / base['samples_per_s']:.2f}x",
+                      f"{r['sequential']:.0f}", f"{r['sequential'] / base['sequential']:.2f}x",
                       str(r["carried"]), f"{r['reward_last']:.3f}", f"{r['greedy_accuracy']:.1%}",
                       f"{r['sampled_accuracy']:.1%}")
     Console(width=160).print(table)

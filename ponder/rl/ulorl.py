@@ -123,6 +123,10 @@ class Sample:
     """None while unfinished; ``stop`` (ended by itself) or ``length`` (truncated at max_tokens)."""
     prior: int = 0
     """Tokens it had when the current step began (decoded in earlier steps)."""
+    first_step: int = -1
+    """Training step of its first segment."""
+    last_step: int = -1
+    """Training step of its latest segment (> first_step: it was carried over)."""
 
 
 async def decode_segment(engine: Any, prompt_ids: list[int], sample: Sample, segment_tokens: int, max_tokens: int,
@@ -208,14 +212,18 @@ class SegmentRollout(_Rollout):
             self._new_group(prompt, render(self.tokenizer, prompt, fam), g, step,
                             seed=10**6 + 1000 * step + g * len(self.groups))
 
+        sequential = [0]  # decode positions this step waited for: the longest segment of each round
+
         async def work(engine) -> int:
             rounds = 0
             while True:
                 live = [(gr, s) for gr in self.groups.values() for s in gr.samples if s.finish is None]
                 if live:
+                    before = [_mark(s, step) for _, s in live]
                     await asyncio.gather(*(decode_segment(engine, gr.prompt_ids, s, self.segment_tokens,
                                                           args.max_completion_length, args.temperature)
                                            for gr, s in live))
+                    sequential[0] += max(len(s.tokens) - b for (_, s), b in zip(live, before))
                     rounds += 1
                 done = [gr for gr in self.groups.values() if gr.rows is None and all(s.finish for s in gr.samples)]
                 await asyncio.gather(*(self._score(engine, gr, fam, verifier, args) for gr in done))
@@ -234,6 +242,7 @@ class SegmentRollout(_Rollout):
                     out[key].append(row[key])
         self.lengths += [len(smp.tokens) for gr in taken for smp in gr.samples]
         stats = self._stats(taken, step, rounds)
+        stats["ulorl/sequential_tokens"] = sequential[0]
         if self.dmmpt is not None:
             stats["ulorl/dmmpt_masked"] = apply_dmmpt(out, trainer.model, args.temperature, self.dmmpt)
         if self.algo == "sgrpo":
@@ -271,9 +280,11 @@ class SegmentRollout(_Rollout):
 
     def _stats(self, taken: list[_Group], step: int, rounds: int) -> dict[str, float]:
         samples = [s for gr in taken for s in gr.samples]
+        carried = [s for s in samples if s.last_step > s.first_step]
         return {"ulorl/rounds": rounds,
-                "ulorl/carried_samples": sum(gr.born < step for gr in taken for _ in gr.samples),
-                "ulorl/carried_tokens": sum(s.prior for s in samples),
+                "ulorl/carried_samples": len(carried),
+                "ulorl/carried_tokens": sum(s.prior for s in carried),
+                "ulorl/waited_groups": sum(gr.born < step for gr in taken),
                 "ulorl/segments": sum(s.segments for s in samples) / len(samples),
                 "ulorl/truncated": sum(s.finish == "length" for s in samples) / len(samples),
                 "ulorl/unfinished": sum(s.finish is None for gr in self.groups.values() for s in gr.samples),
@@ -300,6 +311,14 @@ class SegmentRollout(_Rollout):
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a ulorl pool file: {exc}") from None
         return True
+
+
+def _mark(sample: Sample, step: int) -> int:
+    """Record that ``sample`` gets a segment in ``step``; returns its length before it."""
+    if sample.first_step < 0:
+        sample.first_step = step
+    sample.last_step = step
+    return len(sample.tokens)
 
 
 def _callback_base():
