@@ -8,6 +8,7 @@ Run with ``-s`` to see the measured numbers.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +56,19 @@ async def test_ffs_over_two_actors_stops_the_losers_on_both(ray_engine):
         generated = pool.stats.generated_tokens
         await asyncio.sleep(0.3)
         assert pool.stats.generated_tokens == generated and pool.unfinished() == 0
+
+
+def test_eval_cli_runs_on_a_ray_pool(tmp_path):
+    """`ponder eval --ray`: the runner drives a 1-actor pool (its own local Ray, in a subprocess)."""
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "ponder.cli", "eval", "--ray", "--actors", "1", "--limit", "4",
+                        "-c", "majority", "-n", "4", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_ADDRESS": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["ray"] == {"actors": 1, "address": None}
 
 
 # before fragile_pool exists: the bad-options test needs a little free CPU on the local cluster
