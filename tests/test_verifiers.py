@@ -372,3 +372,24 @@ def test_concurrent_verify_from_eight_threads():
     finally:
         verifier.close()
     assert results == [expected for _, _, expected in cases]
+
+
+def test_warm_starts_a_worker_in_the_background():
+    """Controllers warm the verifier when they start: the worker is up before the first answer."""
+    import time
+
+    from ponder.verifiers.math import MathVerifier
+
+    v = MathVerifier()
+    try:
+        assert v.worker_pids() == []
+        v.warm()
+        v.warm()  # once only
+        deadline = time.monotonic() + 60
+        while not v.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(v.worker_pids()) == 1
+        assert v.extract(r"so \boxed{\frac{1}{2}}") == "1/2"
+        assert len(v.worker_pids()) == 1  # the warm worker served the call
+    finally:
+        v.close()

@@ -53,6 +53,9 @@ class Sampling:
 
 
 def make_context(problem: Problem, engine: Any, verifier: Any = None, family: str | None = None) -> SampleContext:
-    """Render the problem for the engine's model family."""
+    """Render the problem for the engine's model family (and warm the verifier's workers)."""
+    warm = getattr(verifier, "warm", None)
+    if warm is not None:
+        warm()
     fam = family_for(engine.tokenizer, engine.model_name, family)
     return SampleContext(engine, render(engine.tokenizer, problem.prompt, fam), fam, verifier)

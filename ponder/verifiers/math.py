@@ -180,6 +180,22 @@ class _Pool:
         finally:
             self._idle.put(worker)
 
+    def warm(self) -> None:
+        """Start one worker in a background thread (a first call waits for it, not for a cold start)."""
+        def start() -> None:
+            worker = self._idle.get()
+            try:
+                if worker.pid is None:
+                    worker._start()
+                    # Math-Verify loads its parsers lazily on the first answer: do that now too
+                    worker.call({"op": "extract", "text": "\\boxed{1}"})
+            except Exception:  # the first real call raises the clear start error
+                worker.kill()
+            finally:
+                self._idle.put(worker)
+
+        threading.Thread(target=start, name="math-verifier-warm", daemon=True).start()
+
     def close(self) -> None:
         """Kill every worker; a caller mid-request gets its op's negative answer."""
         self._finalizer()
@@ -214,6 +230,16 @@ class MathVerifier:
             if self._pool is None:
                 self._pool = _Pool(self.config)
             return self._pool
+
+    def warm(self) -> None:
+        """Start a worker in the background, once: controllers call this when they start, so the
+        first finished sample is not judged while a cold worker imports sympy (meanwhile a remote
+        engine would keep decoding the samples that are about to be aborted)."""
+        with self._lock:
+            first = not getattr(self, "_warmed", False)
+            self._warmed = True
+        if first:
+            self._get_pool().warm()
 
     def _answer(self, text: str) -> str:
         """What the worker gets: the last complete box alone, else the answer window.
