@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ponder.controllers import get_controller
 from ponder.engines import make_engine
-from ponder.eval.arith import problems
+from ponder.eval.benchmarks import load_problems
 from ponder.sdk import judge
 from ponder.types import Problem
 from ponder.verifiers import get_verifier
@@ -62,7 +62,7 @@ async def run_setting(engine, name: str, options: dict, items: list[Problem], co
 
 async def main_async(args) -> dict[str, dict]:
     engine = make_engine(args.engine)
-    items = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id) for p in problems(args.problems, seed=1)]
+    items = load_problems("arith", None, args.problems)  # the held-out seed-1 set
     rows = {}
     for label, (name, options) in SETTINGS.items():
         rows[label] = await run_setting(engine, name, options, items, args.concurrency)

@@ -30,9 +30,8 @@ from engines import abort_latency  # noqa: E402
 
 from ponder.controllers import Majority, Sampling  # noqa: E402
 from ponder.engines import make_engine  # noqa: E402
-from ponder.eval.arith import problems  # noqa: E402
+from ponder.eval.benchmarks import load_problems  # noqa: E402
 from ponder.prompts import family_for, render  # noqa: E402
-from ponder.types import Problem  # noqa: E402
 from ponder.verifiers import get_verifier  # noqa: E402
 
 
@@ -53,7 +52,7 @@ async def main() -> None:
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--n", type=int, default=8)
     args = ap.parse_args()
-    items = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id) for p in problems(args.problems, seed=1)]
+    items = load_problems("arith", None, args.problems)  # the held-out seed-1 set
     cores = os.cpu_count() or 2
     settings = [("local hf", lambda: make_engine("hf", threads=cores)),
                 ("ray, 1 actor", lambda: make_engine("ray", engine="hf", actors=1, num_cpus=cores)),

@@ -26,10 +26,9 @@ from rich.table import Table
 
 def run(segments: int, args, out: Path) -> dict:
     from ponder.engines.hf import HFEngine
-    from ponder.eval.arith import problems
+    from ponder.eval.benchmarks import load_problems
     from ponder.rl.evaluate import measure
     from ponder.rl.train import TrainConfig, train
-    from ponder.types import Problem
 
     cfg = TrainConfig(algo="grpo", limit=2000, num_generations=args.group, prompts_per_step=args.prompts,
                       max_steps=args.steps, learning_rate=2e-5, lr_scheduler="constant", temperature=1.0,
@@ -40,8 +39,7 @@ def run(segments: int, args, out: Path) -> dict:
     wall = time.perf_counter() - start
     logs = [h for h in trainer.state.log_history if "loss" in h]
     rollout = trainer.rollout_func
-    held_out = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id)
-                for p in problems(args.eval_problems, seed=1)]
+    held_out = load_problems("arith", None, args.eval_problems)  # the held-out seed-1 set
     acc = asyncio.run(measure(HFEngine.from_model(trainer.model.eval(), trainer.processing_class), held_out))
     samples = args.steps * args.prompts * args.group
     return {"segments": segments, "wall_s": wall, "step_s": statistics.mean(h["step_time"] for h in logs),

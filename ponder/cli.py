@@ -97,7 +97,9 @@ def solve(
         get_controller(controller, **dict(options))  # validate options before loading a model
         from ponder.sdk import Solver
 
-        _warm_verifier(answer_kind)  # its worker starts while the engine loads
+        from ponder.verifiers import warm
+
+        warm(answer_kind)  # its worker starts while the engine loads
         with Solver(model, engine, ray={"actors": actors, "address": address} if ray else None,
                     **engine_options) as solver:
             solution = solver.solve(problem, controller, answer_kind=answer_kind, gold=gold, **options)
@@ -107,14 +109,6 @@ def solve(
         typer.echo(json.dumps(solution.to_dict()))
         return
     _print_solution(solution)
-
-
-def _warm_verifier(kind: str) -> None:
-    from ponder.verifiers import get_verifier
-
-    warm = getattr(get_verifier(kind), "warm", None)
-    if warm is not None:
-        warm()
 
 
 @app.command()

@@ -35,11 +35,10 @@ def train(algo: str, out: Path, overrides: list[str]) -> float:
 
 def measure_all(models: dict[str, str], n: int) -> dict[str, dict]:
     from ponder.engines.hf import HFEngine
-    from ponder.eval.arith import problems
+    from ponder.eval.benchmarks import load_problems
     from ponder.rl.evaluate import measure
-    from ponder.types import Problem
 
-    held_out = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id) for p in problems(n, seed=1)]
+    held_out = load_problems("arith", None, n)  # the held-out seed-1 set
     results = {}
     for name, path in models.items():
         start = time.perf_counter()

@@ -89,8 +89,6 @@ def training_batches(tokenizer, args, held_out: set[tuple[int, ...]]):
     Rows are drawn 8 batches at a time and bucketed by length, which cuts padding (and so
     CPU time per step) by about a third without changing what is learned.
     """
-    import torch
-
     rng = random.Random(args.seed)
     while True:
         rows = []

@@ -3,7 +3,6 @@ checkpoint, DMMPT's rule, and a real multi-step TRL run with 4 segments."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections import defaultdict
@@ -161,7 +160,7 @@ def _train(tmp_path, algo, **kw):
 
 @pytest.mark.parametrize("algo", ["grpo", "sgrpo"])
 def test_a_real_run_with_four_segments_carries_samples_and_resumes(tmp_path, algo):
-    trainer = _train(tmp_path, algo, max_steps=3, dmmpt=True)
+    _train(tmp_path, algo, max_steps=3, dmmpt=True)
     logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     steps = [r for r in logs if "loss" in r]
     assert len(steps) == 3 and all(math.isfinite(r["loss"]) for r in steps)

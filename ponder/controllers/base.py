@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ponder.controllers.sample import SampleContext
 from ponder.prompts import family_for, render
 from ponder.types import Problem, SamplingParams, Solution
+from ponder.verifiers import warm
 
 __all__ = ["Controller", "Sampling", "make_context"]
 
@@ -54,8 +55,6 @@ class Sampling:
 
 def make_context(problem: Problem, engine: Any, verifier: Any = None, family: str | None = None) -> SampleContext:
     """Render the problem for the engine's model family (and warm the verifier's workers)."""
-    warm = getattr(verifier, "warm", None)
-    if warm is not None:
-        warm()
+    warm(verifier)
     fam = family_for(engine.tokenizer, engine.model_name, family)
     return SampleContext(engine, render(engine.tokenizer, problem.prompt, fam), fam, verifier)

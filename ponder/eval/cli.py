@@ -162,10 +162,10 @@ async def _run_all(configs: list, problems: list, out: Path, key: str | None, va
 
     first = configs[0]
     console = wide_console()
-    from ponder.verifiers import get_verifier
+    from ponder.verifiers import warm
 
     for kind in sorted({p.answer_kind for p in problems}):  # workers start while the engine loads
-        getattr(get_verifier(kind), "warm", lambda: None)()
+        warm(kind)
     engine = await build_engine(first.engine, first.model, first.base_url, first.ray)
     try:
         summaries = []

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ponder.rl.trainer import callback_base
+
 __all__ = ["measure", "HeldOutEval", "JsonlLog", "read_eval_log"]
 
 
@@ -57,13 +59,8 @@ def read_eval_log(path: str | Path) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _callback_base():
-    from transformers import TrainerCallback
 
-    return TrainerCallback
-
-
-class HeldOutEval(_callback_base()):
+class HeldOutEval(callback_base()):
     """Evaluate the live policy on held-out problems every ``every`` steps (and before step 1).
 
     Args:
@@ -111,7 +108,7 @@ class HeldOutEval(_callback_base()):
               f"({row['seconds']:.0f}s)", flush=True)
 
 
-class JsonlLog(_callback_base()):
+class JsonlLog(callback_base()):
     """Append each of the trainer's logs, with its step, to ``<output_dir>/log.jsonl``."""
 
     def __init__(self, output_dir: str | Path) -> None:

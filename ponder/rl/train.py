@@ -170,15 +170,9 @@ def load_eval_problems(cfg: TrainConfig) -> list:
     """The held-out problems of the periodic evaluation (none when ``eval_steps`` is 0)."""
     if not cfg.eval_steps:
         return []
-    if cfg.eval_dataset is None or cfg.eval_dataset == "arith":
-        from ponder.eval.arith import problems
-        from ponder.types import Problem
-
-        return [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id)
-                for p in problems(cfg.eval_problems, seed=1)]
     from ponder.eval.benchmarks import load_problems
 
-    return load_problems(cfg.eval_dataset, None, cfg.eval_problems)
+    return load_problems(cfg.eval_dataset or "arith", None, cfg.eval_problems)  # arith: the seed-1 eval set
 
 
 def train(cfg: TrainConfig) -> Any:

@@ -46,6 +46,13 @@ def _on_policy(trainer: Any, tokenizer: Any, work) -> list:
         model.train(was_training)
 
 
+def callback_base() -> type:
+    """transformers' TrainerCallback, imported when a callback class is defined (not at import)."""
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
 def _log(trainer: Any, values: dict[str, float]) -> None:
     """Add rollout statistics to what TRL logs for this step (averaged with its own metrics)."""
     metrics = getattr(trainer, "_metrics", None)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ponder.prompts import render
-from ponder.rl.trainer import _global_step, _log, _on_policy, _Rollout, exit_stats
+from ponder.rl.trainer import _global_step, _log, _on_policy, _Rollout, callback_base, exit_stats
 
 __all__ = ["DMMPTConfig", "dmmpt_mask", "apply_dmmpt", "Sample", "decode_segment", "SegmentRollout",
            "PoolCheckpoint", "POOL_FILE"]
@@ -321,13 +321,8 @@ def _mark(sample: Sample, step: int) -> int:
     return len(sample.tokens)
 
 
-def _callback_base():
-    from transformers import TrainerCallback
 
-    return TrainerCallback
-
-
-class PoolCheckpoint(_callback_base()):
+class PoolCheckpoint(callback_base()):
     """Save the rollout's pools into every checkpoint folder (``checkpoint-N/ulorl_pools.json``)."""
 
     def __init__(self, rollout: SegmentRollout) -> None:

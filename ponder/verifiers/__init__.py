@@ -28,6 +28,7 @@ __all__ = [
     "Verifier",
     "WorkerStartError",
     "get_verifier",
+    "warm",
 ]
 
 
@@ -77,3 +78,14 @@ def get_verifier(name: str) -> Verifier:
         if name not in _instances:
             _instances[name] = REGISTRY[name]()
         return _instances[name]
+
+
+def warm(verifier: Verifier | str | None) -> None:
+    """Start a verifier's workers in the background, if it has any (math does; the others need
+    nothing). Call it before the first answer is judged: controllers do when they start, the CLI
+    while the engine loads."""
+    if isinstance(verifier, str):
+        verifier = get_verifier(verifier)
+    start = getattr(verifier, "warm", None)
+    if start is not None:
+        start()
