@@ -20,8 +20,8 @@ from rich.table import Table
 
 from ponder.controllers import get_controller
 from ponder.engines import make_engine
-from ponder.eval.benchmarks import load_problems
-from ponder.sdk import judge
+from ponder.benchmarks.registry import load_problems
+from ponder.verifiers import judge
 from ponder.types import Problem
 from ponder.verifiers import get_verifier
 

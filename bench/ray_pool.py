@@ -30,7 +30,7 @@ from engines import abort_latency  # noqa: E402
 
 from ponder.controllers import Majority, Sampling  # noqa: E402
 from ponder.engines import make_engine  # noqa: E402
-from ponder.eval.benchmarks import load_problems  # noqa: E402
+from ponder.benchmarks.registry import load_problems  # noqa: E402
 from ponder.prompts import family_for, render  # noqa: E402
 from ponder.verifiers import get_verifier  # noqa: E402
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ponder.engines import complete
 from ponder.engines.hf import HFEngine
-from ponder.eval.arith import problems
+from ponder.benchmarks.arith import problems
 from ponder.prompts import FAMILIES, render
 from ponder.rl.sgrpo import SGRPOConfig, serial_group
 from ponder.types import SamplingParams

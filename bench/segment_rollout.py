@@ -26,7 +26,7 @@ from rich.table import Table
 
 def run(segments: int, args, out: Path) -> dict:
     from ponder.engines.hf import HFEngine
-    from ponder.eval.benchmarks import load_problems
+    from ponder.benchmarks.registry import load_problems
     from ponder.rl.evaluate import measure
     from ponder.rl.train import TrainConfig, train
 

@@ -18,7 +18,7 @@ from typing import Any
 from ponder.controllers import get_controller
 from ponder.types import AnswerKind, Problem, Solution
 
-__all__ = ["Solver", "solve", "asolve", "as_problem", "judge"]
+__all__ = ["Solver", "solve", "asolve", "as_problem"]
 
 
 def as_problem(problem: str | Problem, answer_kind: AnswerKind = "math", gold: str | None = None) -> Problem:
@@ -26,7 +26,7 @@ def as_problem(problem: str | Problem, answer_kind: AnswerKind = "math", gold: s
 
 
 async def _run(problem: Problem, engine: Any, controller: str, verifier: Any, options: dict[str, Any]) -> Solution:
-    from ponder.verifiers import get_verifier
+    from ponder.verifiers import get_verifier, judge
 
     ctrl = get_controller(controller, **options)
     verifier = verifier or get_verifier(problem.answer_kind)
@@ -34,14 +34,6 @@ async def _run(problem: Problem, engine: Any, controller: str, verifier: Any, op
     if problem.gold is not None:
         solution.correct = judge(solution, problem.gold, verifier)
     return solution
-
-
-def judge(solution: Solution, gold: str, verifier: Any) -> bool | None:
-    """Whether the chosen answer is right: the text of a trace that gave it is verified against gold."""
-    chosen = next((t for t in solution.traces if solution.answer is not None and t.answer == solution.answer), None)
-    if chosen is None:
-        return None if verifier.verify(gold, "") is None else False
-    return verifier.verify(gold, chosen.text)
 
 
 class Solver:

@@ -35,7 +35,7 @@ def train(algo: str, out: Path, overrides: list[str]) -> float:
 
 def measure_all(models: dict[str, str], n: int) -> dict[str, dict]:
     from ponder.engines.hf import HFEngine
-    from ponder.eval.benchmarks import load_problems
+    from ponder.benchmarks.registry import load_problems
     from ponder.rl.evaluate import measure
 
     held_out = load_problems("arith", None, n)  # the held-out seed-1 set

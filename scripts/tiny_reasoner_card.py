@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ponder.engines import complete  # noqa: E402
-from ponder.eval.arith import ANSWER_PHRASE, first_stated_answer, problems  # noqa: E402
+from ponder.benchmarks.arith import ANSWER_PHRASE, first_stated_answer, problems  # noqa: E402
 from ponder.prompts import FAMILIES, render  # noqa: E402
 from ponder.types import SamplingParams  # noqa: E402
 
@@ -136,12 +136,12 @@ tied embeddings) with a character-level tokenizer of 104 symbols (`<think>`, `</
 and `</s>` are single tokens), trained from scratch on CPU by `scripts/train_tiny_reasoner.py`
 in {training.get('train_seconds', '?')} s ({training.get('steps')} steps of {training.get('batch_size')} examples, seed {training.get('seed')}).
 
-Task: `ponder.eval.arith` sums (2-4 terms of 1-3 digits, zero-padded in the prompt). Traces work
+Task: `ponder.benchmarks.arith` sums (2-4 terms of 1-3 digits, zero-padded in the prompt). Traces work
 column by column, state the answer, then make 0-3 redundant "wait, check" passes that were
 corrupted with probability {training.get('corrupt_p')} in training, so the model overthinks by design.
 
 Measured by `python scripts/train_tiny_reasoner.py --eval-only` on held-out problems
-(`ponder.eval.arith.problems(n, seed={HELD_OUT_SEED})`, never trained on), hf engine, seeded:
+(`ponder.benchmarks.arith.problems(n, seed={HELD_OUT_SEED})`, never trained on), hf engine, seeded:
 
 | metric | value |
 |---|---|

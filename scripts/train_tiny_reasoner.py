@@ -1,7 +1,7 @@
 """Train the embedded tiny reasoner from scratch on CPU and write its model card.
 
 A ~1M-parameter Llama with a character-level tokenizer learns the built-in arithmetic task
-(`ponder.eval.arith`): column-by-column work in ``<think>``, the answer first stated, then 0-3
+(`ponder.benchmarks.arith`): column-by-column work in ``<think>``, the answer first stated, then 0-3
 redundant checks that are corrupted 35% of the time in the training data, then
 ``</think>\\boxed{N}``. The result lives in ``ponder/assets/tiny-reasoner`` and loads in
 transformers and vLLM. Training is seeded and runs in about ten minutes on 2 cores.
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ponder.eval.arith import ANSWER_PHRASE, make_problem, problems, reference_trace  # noqa: E402
+from ponder.benchmarks.arith import ANSWER_PHRASE, make_problem, problems, reference_trace  # noqa: E402
 
 OUT = ROOT / "ponder" / "assets" / "tiny-reasoner"
 SPECIALS = ["<pad>", "</s>", "<unk>", "<|user|>", "<|assistant|>"]

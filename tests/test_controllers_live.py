@@ -17,7 +17,7 @@ import re
 import pytest
 
 from ponder.controllers import BudgetForcing, DeepConf, FirstFinish, Majority, Sampling
-from ponder.eval.arith import problems
+from ponder.benchmarks.arith import problems
 from ponder.types import Problem
 from ponder.verifiers import get_verifier
 

@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.eval import metrics
-from ponder.eval.benchmarks import BENCHMARKS, HubError, load_problems, shuffle_choices
+from ponder.benchmarks.registry import BENCHMARKS, HubError, load_problems, shuffle_choices
 from ponder.eval.cli import app, parse_sweep
-from ponder.eval.data import DataError
+from ponder.benchmarks.data import DataError
 from ponder.eval.report import compare, finish_run
 from ponder.eval.runner import RunConfig, run_eval
 from ponder.eval.store import RunDirError, read_results

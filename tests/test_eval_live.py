@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ponder.eval.benchmarks import load_problems
+from ponder.benchmarks.registry import load_problems
 from ponder.eval.cli import app
 from ponder.eval.report import finish_run
 from ponder.eval.runner import RunConfig, run_eval

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from ponder.controllers import FirstFinish, Majority, Sampling
-from ponder.eval.arith import problems
+from ponder.benchmarks.arith import problems
 from ponder.types import Problem
 from ponder.verifiers import get_verifier
 

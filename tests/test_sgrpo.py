@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ponder.eval.arith import problems
+from ponder.benchmarks.arith import problems
 from ponder.prompts import FAMILIES, render
 from ponder.rl.sgrpo import Group, Member, SGRPOConfig, decaying_rewards, exit_positions, serial_group
 from ponder.verifiers import get_verifier

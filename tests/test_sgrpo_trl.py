@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ponder.engines import TINY_REASONER
-from ponder.eval.arith import problems
+from ponder.benchmarks.arith import problems
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 

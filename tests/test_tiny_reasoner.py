@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ponder.engines import TINY_REASONER, complete
-from ponder.eval.arith import first_stated_answer, problems
+from ponder.benchmarks.arith import first_stated_answer, problems
 from ponder.prompts import FAMILIES, render
 from ponder.types import SamplingParams
 

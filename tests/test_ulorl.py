@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from ponder.engines import TINY_REASONER, complete
-from ponder.eval.arith import problems
+from ponder.benchmarks.arith import problems
 from ponder.prompts import family_for, render
 from ponder.rl.ulorl import DMMPTConfig, Sample, SegmentRollout, decode_segment, dmmpt_mask, token_probs
 from ponder.types import SamplingParams

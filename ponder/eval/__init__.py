@@ -1,4 +1,4 @@
-"""Evaluation: benchmarks, a resumable runner, metrics, reports and the ``ponder eval`` command.
+"""Evaluation: a resumable runner, metrics and reports behind ``ponder eval``.
 
     ponder eval --controller ffs -n 8 --limit 16 --out runs/ffs8   # arith, tiny reasoner, hf engine
     ponder eval report runs/ffs8 runs/single
@@ -7,14 +7,13 @@
     from ponder.eval import RunConfig, evaluate, load_problems
     summary = asyncio.run(evaluate(RunConfig(out="runs/single", limit=16)))
 
-Modules: ``benchmarks`` (registry and loaders), ``data`` (local files, ponder's schema),
-``runner`` (concurrency, resume), ``store`` (run directory, fsynced JSONL), ``metrics``,
-``report`` (tables, plots), ``progress``, ``cli`` (the typer app), ``arith`` (the built-in set).
-Nothing here imports torch or vllm at module level.
+Modules: ``runner`` (concurrency, resume), ``store`` (run directory, fsynced JSONL), ``metrics``,
+``report`` (tables, plots), ``progress``. Problems come from `ponder.benchmarks` (re-exported
+here); the command is `ponder.cli.eval`. Nothing here imports torch or vllm at module level.
 """
 
-from ponder.eval.benchmarks import BENCHMARKS, Benchmark, HubError, get_benchmark, load_problems, shuffle_choices
-from ponder.eval.data import DataError, load_ponder_file
+from ponder.benchmarks import (BENCHMARKS, Benchmark, DataError, HubError, get_benchmark, load_ponder_file,
+                               load_problems, shuffle_choices)
 from ponder.eval.metrics import majority_at_k, pass_at_k, summarize, wilson
 from ponder.eval.report import compare, finish_run, summarize_run
 from ponder.eval.runner import RunAborted, RunConfig, RunResult, build_engine, evaluate, run_eval

@@ -102,7 +102,7 @@ def main(
     """Run a controller on a benchmark and write OUT/results.jsonl, summary.md, summary.json."""
     if ctx.invoked_subcommand is not None:
         return
-    from ponder.eval.benchmarks import load_problems
+    from ponder.benchmarks.registry import load_problems
     from ponder.eval.runner import RunConfig, prepare
 
     try:

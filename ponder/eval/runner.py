@@ -128,7 +128,7 @@ async def build_engine(kind: str, model: str | None = None, base_url: str | None
 
     With ``ray`` ({"actors", "address"}) the engine is a Ray actor pool of ``kind`` engines."""
     from ponder.engines import make_engine
-    from ponder.eval.data import first_line
+    from ponder.benchmarks.data import first_line
 
     options = {"base_url": base_url} if base_url else {}
     try:
@@ -162,7 +162,7 @@ class _Run:
         return await asyncio.to_thread(fn, *args) if kind == "math" else fn(*args)
 
     async def row(self, index: int, problem: Problem) -> dict[str, Any]:
-        from ponder.sdk import judge
+        from ponder.verifiers import judge
 
         kind, v = problem.answer_kind, self.verifier(problem.answer_kind)
         row: dict[str, Any] = {"id": problem.id, "index": index, "answer_kind": kind, "gold": problem.gold,
@@ -267,7 +267,7 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
 async def evaluate(config: RunConfig, problems: list[Problem] | None = None, engine: Any = None, *,
                    progress: bool = True, console: Any = None) -> dict[str, Any]:
     """Load, run, summarise: the whole of ``ponder eval`` for one setting. Returns the summary."""
-    from ponder.eval.benchmarks import load_problems
+    from ponder.benchmarks.registry import load_problems
     from ponder.eval.report import finish_run
 
     problems = problems if problems is not None else load_problems(config.benchmark, config.data, config.limit)

@@ -143,7 +143,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **fixed: Any
 
 def load_training_problems(cfg: TrainConfig):
     """The training problems; all must have a gold answer and one answer kind with a verifier."""
-    from ponder.eval.arith import problems
+    from ponder.benchmarks.arith import problems
     from ponder.types import Problem
     from ponder.verifiers import REGISTRY
 
@@ -151,7 +151,7 @@ def load_training_problems(cfg: TrainConfig):
         items = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id)
                  for p in problems(cfg.limit or 2000, seed=2)]
     else:
-        from ponder.eval.benchmarks import load_problems
+        from ponder.benchmarks.registry import load_problems
 
         items = load_problems(None if cfg.data and cfg.dataset == "arith" else cfg.dataset, cfg.data, cfg.limit)
     missing = [p.id for p in items if p.gold in (None, "")]
@@ -170,7 +170,7 @@ def load_eval_problems(cfg: TrainConfig) -> list:
     """The held-out problems of the periodic evaluation (none when ``eval_steps`` is 0)."""
     if not cfg.eval_steps:
         return []
-    from ponder.eval.benchmarks import load_problems
+    from ponder.benchmarks.registry import load_problems
 
     return load_problems(cfg.eval_dataset or "arith", None, cfg.eval_problems)  # arith: the seed-1 eval set
 

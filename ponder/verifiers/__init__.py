@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from ponder.verifiers.choice import ChoiceVerifier, ChoiceVerifierConfig
 from ponder.verifiers.integer import IntegerVerifier, IntegerVerifierConfig
+from ponder.verifiers.judge import judge
 from ponder.verifiers.math import MathVerifier, MathVerifierConfig, WorkerStartError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Verifier",
     "WorkerStartError",
     "get_verifier",
+    "judge",
     "warm",
 ]
 

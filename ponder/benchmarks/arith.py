@@ -7,7 +7,7 @@ in training data a check is corrupted with some probability and the corrupted su
 the restated answer. That is the tiny reasoner's overthinking by design: the answer is usually
 right when first stated and the extra checks can only break it.
 
-    python -c "from ponder.eval.arith import problems; print(problems(3, seed=0))"
+    python -c "from ponder.benchmarks.arith import problems; print(problems(3, seed=0))"
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ schema (``--data path.jsonl|.parquet|.csv``), for users who are offline or behin
 is generated offline (the tiny reasoner's held-out set, seed 1). A file in ponder's own schema
 (see ``data.py``) loads with ``load_problems(None, data=FILE)``.
 
-    python -c "from ponder.eval.benchmarks import load_problems; print(load_problems('arith', limit=2))"
-    python -c "from ponder.eval.benchmarks import load_problems; print(len(load_problems('aime24')))"  # hub
+    python -c "from ponder.benchmarks.registry import load_problems; print(load_problems('arith', limit=2))"
+    python -c "from ponder.benchmarks.registry import load_problems; print(len(load_problems('aime24')))"  # hub
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ponder.eval.data import (DataError, PONDER_SCHEMA, Row, first_line, answer_field, check_unique, load_ponder_file,
+from ponder.benchmarks.data import (DataError, PONDER_SCHEMA, Row, first_line, answer_field, check_unique, load_ponder_file,
                               ponder_problem, read_rows, row_id, text_field)
 from ponder.types import AnswerKind, Problem
 
@@ -171,7 +171,7 @@ def _gsm8k(row: Row) -> Problem:
 
 
 def _arith(limit: int | None) -> list[Problem]:
-    from ponder.eval.arith import problems
+    from ponder.benchmarks.arith import problems
 
     return [Problem(p.prompt, str(p.answer), "integer", p.id) for p in problems(limit or 500, seed=1)]
 

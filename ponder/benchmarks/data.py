@@ -10,7 +10,7 @@ ponder's own schema, one JSON object per line (``--data FILE`` without ``--bench
 ``id`` (string or integer, unique), ``problem`` (non-empty string), ``answer`` (string or number),
 ``answer_kind`` (optional: math | integer | choice; default math).
 
-    python -c "from ponder.eval.data import load_ponder_file; print(load_ponder_file('tests/fixtures/eval/ponder.jsonl'))"
+    python -c "from ponder.benchmarks.data import load_ponder_file; print(load_ponder_file('tests/fixtures/eval/ponder.jsonl'))"
 """
 
 from __future__ import annotations
