@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "AnswerKind",
+    "ANSWER_KINDS",
     "FinishReason",
     "Problem",
     "SamplingParams",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 AnswerKind = Literal["math", "integer", "choice"]
+ANSWER_KINDS: tuple[str, ...] = get_args(AnswerKind)
+"""Every answer kind, each judged by the verifier registered under its name."""
 FinishReason = Literal["stop", "length", "abort"]
 
 
@@ -44,9 +47,9 @@ class Problem:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError(f"Problem {self.id!r}: prompt must be a non-empty string")
-        if self.answer_kind not in ("math", "integer", "choice"):
+        if self.answer_kind not in ANSWER_KINDS:
             raise ValueError(
-                f"Problem {self.id!r}: answer_kind must be one of math, integer, choice (got {self.answer_kind!r})"
+                f"Problem {self.id!r}: answer_kind must be one of {', '.join(ANSWER_KINDS)} (got {self.answer_kind!r})"
             )
 
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from ponder.eval import metrics
 from ponder.benchmarks.registry import BENCHMARKS, HubError, load_problems, shuffle_choices
-from ponder.eval.cli import app, parse_sweep
+from ponder.cli.eval import app, parse_sweep
 from ponder.benchmarks.data import DataError
 from ponder.eval.report import compare, finish_run
 from ponder.eval.runner import RunConfig, run_eval

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.benchmarks.registry import load_problems
-from ponder.eval.cli import app
+from ponder.cli.eval import app
 from ponder.eval.report import finish_run
 from ponder.eval.runner import RunConfig, run_eval
 from ponder.eval.store import read_results
@@ -85,7 +85,7 @@ def test_cli_sweeps_and_report(tmp_path):
 
 async def test_sigkill_mid_run_then_resume(hf_engine, tmp_path):
     out, limit = tmp_path / "run", 24
-    proc = subprocess.Popen([sys.executable, "-m", "ponder.eval.cli", "--limit", str(limit), "--concurrency", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "ponder.cli", "eval", "--limit", str(limit), "--concurrency", "2",
                              "--out", str(out), "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     results = out / "results.jsonl"

@@ -19,7 +19,8 @@ def _trainer(tmp_path, max_steps: int, model=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from ponder.rl.trainer import SGRPORollout, sgrpo_reward
+    from ponder.rl.rollout import sgrpo_reward
+    from ponder.rl.sgrpo import SGRPORollout
 
     tok = AutoTokenizer.from_pretrained(TINY_REASONER)
     model = model or AutoModelForCausalLM.from_pretrained(TINY_REASONER)

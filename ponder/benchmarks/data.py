@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ponder.types import Problem
+from ponder.types import ANSWER_KINDS, Problem
 
 __all__ = ["DataError", "Row", "read_rows", "typed_field", "text_field", "first_line", "row_id", "check_unique",
            "answer_field", "ponder_problem", "load_ponder_file", "PONDER_SCHEMA", "SUFFIXES"]
 
-PONDER_SCHEMA = "id, problem, answer, optional answer_kind = math|integer|choice"
+PONDER_SCHEMA = f"id, problem, answer, optional answer_kind = {'|'.join(ANSWER_KINDS)}"
 """One-line description of ponder's own schema, shown in errors."""
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 """File types a local benchmark file may have."""
@@ -183,8 +183,8 @@ def ponder_problem(row: Row, default_kind: str = "math") -> Problem:
         raise DataError(f"{row.where}: field 'id': missing")
     rid = row_id(row, "id")
     kind = row.data.get("answer_kind") or default_kind
-    if kind not in ("math", "integer", "choice"):
-        raise DataError(f"{row.where}: row {rid!r}: field 'answer_kind': must be math, integer or choice "
+    if kind not in ANSWER_KINDS:
+        raise DataError(f"{row.where}: row {rid!r}: field 'answer_kind': must be one of {', '.join(ANSWER_KINDS)} "
                         f"(got {kind!r})")
     return Problem(text_field(row, rid, "problem"), answer_field(row, rid, "answer"), kind, rid)
 

@@ -1,19 +1,24 @@
 """Test-time compute strategies, one file each, chosen by name from `REGISTRY`.
 
     from ponder.controllers import REGISTRY, get_controller, FirstFinish, BudgetForcing
-    controller = REGISTRY["single"]()
+    controller = get_controller("single")
     solution = await controller.run(problem, engine, verifier=get_verifier("integer"))
     get_controller("ffs", n=8, temperature=0.6, max_thinking_tokens=512)
     FirstFinish(n=8, sample=BudgetForcing(max_thinking_tokens=512))     # the same, spelled out
 
 Sampling controllers (majority, ffs, deepconf) take a per-sample policy (``sample=``, see
 policy.py); `BudgetForcing` is both a controller and such a policy.
+
+Adding a controller: a frozen dataclass with ``name`` and ``async def run(problem, engine, *,
+verifier=None) -> Solution`` in its own module, and one line in `REGISTRY`. ``ponder solve``,
+``ponder eval`` and ``--sweep`` find it by name and take its options as ``-o KEY=VALUE``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import importlib
+from typing import Any
 
 from ponder.controllers.base import Controller, Sampling
 from ponder.controllers.budget_forcing import BudgetForcing
@@ -21,20 +26,30 @@ from ponder.controllers.deepconf import DeepConf
 from ponder.controllers.first_finish import FirstFinish
 from ponder.controllers.majority import Majority
 from ponder.controllers.policy import Plain, SamplePolicy
-from ponder.controllers.sample import force_answer
+from ponder.controllers.exit import force_answer
 from ponder.controllers.single import Single
 
 __all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "FirstFinish", "BudgetForcing", "DeepConf",
-           "Plain", "SamplePolicy", "force_answer", "get_controller"]
+           "Plain", "SamplePolicy", "force_answer", "get_controller", "controller_class"]
 
-REGISTRY: dict[str, Callable[..., Controller]] = {
-    "single": Single,
-    "majority": Majority,
-    "ffs": FirstFinish,
-    "first_finish": FirstFinish,
-    "budget_forcing": BudgetForcing,
-    "deepconf": DeepConf,
+REGISTRY: dict[str, str] = {
+    "single": "ponder.controllers.single:Single",
+    "majority": "ponder.controllers.majority:Majority",
+    "ffs": "ponder.controllers.first_finish:FirstFinish",
+    "first_finish": "ponder.controllers.first_finish:FirstFinish",
+    "budget_forcing": "ponder.controllers.budget_forcing:BudgetForcing",
+    "deepconf": "ponder.controllers.deepconf:DeepConf",
 }
+"""Controller name -> ``module:Class`` of its implementation."""
+
+
+def controller_class(name: str) -> type:
+    """The class registered as ``name``."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown controller {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    module, _, attr = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
 
 _FORCING_KEYS = {f.name for f in dataclasses.fields(BudgetForcing)} - {"sampling"}
 
@@ -47,9 +62,7 @@ def get_controller(name: str, **options: Any) -> Controller:
     answer_tokens) given to a controller with a ``sample`` policy make it budget-force each sample;
     the rest go to the controller. Unknown names and options, and bad values, raise ValueError.
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown controller {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
-    factory = REGISTRY[name]
+    factory = controller_class(name)
     sampling_keys = {f.name for f in dataclasses.fields(Sampling)}
     sampling = {k: options.pop(k) for k in list(options) if k in sampling_keys and options[k] is not None}
     allowed = {f.name for f in dataclasses.fields(factory)} if dataclasses.is_dataclass(factory) else set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ponder.controllers.sample import SampleContext
+from ponder.controllers.trace import SampleContext
 from ponder.prompts import family_for, render
 from ponder.types import Problem, SamplingParams, Solution
 from ponder.verifiers import warm

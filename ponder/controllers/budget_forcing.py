@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from ponder.controllers.base import Sampling, make_context
 from ponder.controllers.policy import check
-from ponder.controllers.sample import SampleContext, finish_trace, force_answer, stream_into
+from ponder.controllers.exit import force_answer
+from ponder.controllers.trace import SampleContext, finish_trace, stream_into
 from ponder.types import Problem, SamplingParams, Solution, Trace
 
 __all__ = ["BudgetForcing"]

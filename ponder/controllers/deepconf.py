@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ponder.controllers.base import Sampling, make_context
 from ponder.controllers.policy import Plain, SamplePolicy, check, mark_aborted, run_all
-from ponder.controllers.sample import SampleContext
+from ponder.controllers.trace import SampleContext
 from ponder.controllers.vote import vote
 from ponder.types import Chunk, Problem, SamplingParams, Solution, Trace
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from ponder.controllers.sample import SampleContext, finish_trace, stream_into, wasted_after_abort
+from ponder.controllers.trace import SampleContext, finish_trace, stream_into, wasted_after_abort
 from ponder.types import SamplingParams, Trace
 
 __all__ = ["SamplePolicy", "Plain", "launch", "run_all", "cancel", "settle", "mark_aborted", "check"]

@@ -79,7 +79,7 @@ class HFEngine:
     ) -> None:
         import torch
 
-        from ponder.engines import resolve_model
+        from ponder.engines.models import resolve_model
 
         if threads:
             torch.set_num_threads(threads)

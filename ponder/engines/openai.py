@@ -46,7 +46,7 @@ class OpenAIEngine:
         import httpx
         from transformers import AutoTokenizer
 
-        from ponder.engines import resolve_model
+        from ponder.engines.models import resolve_model
 
         self.model_name = resolve_model(model)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.model_name)

@@ -119,7 +119,7 @@ class RayPool:
         import ray
 
         if engine in ("hf", "vllm"):  # a missing local model fails here, not inside every actor
-            from ponder.engines import resolve_model
+            from ponder.engines.models import resolve_model
 
             resolve_model(engine_kwargs.get("model"))
         _connect(address, local_cpus=int(actors * num_cpus + 0.999))

@@ -34,7 +34,7 @@ class EngineActor:
     """The actor: a real engine plus buffers the pool drains with `poll` (use via `RayPool`)."""
 
     def __init__(self, engine: str, engine_kwargs: dict[str, Any]) -> None:
-        from ponder.engines import make_engine
+        from ponder.engines.registry import make_engine  # a leaf module: no import cycle with ray.py
 
         self.engine = make_engine(engine, **engine_kwargs)
         self.streams: dict[str, _Stream] = {}

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 
-from ponder.engines import resolve_model
+from ponder.engines.models import resolve_model
 
 __all__ = ["VLLMServer", "free_port"]
 

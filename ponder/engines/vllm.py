@@ -64,7 +64,7 @@ class VLLMEngine:
     ) -> None:
         from transformers import AutoTokenizer
 
-        from ponder.engines import resolve_model
+        from ponder.engines.models import resolve_model
 
         if cpu_build():
             os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")

@@ -5,7 +5,7 @@ one table, writes ``compare.md`` / ``compare.json`` and ``accuracy_vs_tokens.png
 against mean total tokens (left) and mean sequential tokens (right), one point per run, with the
 runs of one sweep joined into a curve.
 
-    ponder eval report runs/single runs/maj8 runs/ffs8      # or: python -m ponder.eval.cli report ...
+    ponder eval report runs/single runs/maj8 runs/ffs8      # or: python -m ponder.cli eval report ...
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ponder.rl.trainer import callback_base
+from ponder.rl.rollout import callback_base, eval_mode
 
 __all__ = ["measure", "HeldOutEval", "JsonlLog", "read_eval_log"]
 
@@ -29,7 +29,7 @@ __all__ = ["measure", "HeldOutEval", "JsonlLog", "read_eval_log"]
 async def measure(engine: Any, problems: list, *, temperature: float = 0.7, max_tokens: int = 400,
                   seed: int = 0, family: str | None = None) -> dict[str, float]:
     """Greedy and sampled (one sample at ``temperature``) accuracy and mean thinking tokens."""
-    from ponder.controllers.sample import SampleContext, thinking_tokens
+    from ponder.controllers.trace import SampleContext, thinking_tokens
     from ponder.engines import complete
     from ponder.prompts import family_for, render
     from ponder.types import SamplingParams
@@ -91,14 +91,10 @@ class HeldOutEval(callback_base()):
 
         if model is None:
             return
-        was_training = model.training
-        model.eval()
         start = time.perf_counter()
-        try:
+        with eval_mode(model):
             engine = HFEngine.from_model(model, self.tokenizer)
             row = asyncio.run(measure(engine, self.problems, temperature=self.temperature, max_tokens=self.max_tokens))
-        finally:
-            model.train(was_training)
         row = {"step": step, **row, "seconds": round(time.perf_counter() - start, 2)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:

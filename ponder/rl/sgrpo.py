@@ -13,7 +13,13 @@ log-probabilities it was sampled with.
     group = await serial_group(engine, prompt_ids, family, verifier, gold, SGRPOConfig(m=7))
     [member.reward for member in group.members], group.advantages()
 
-This module is the rollout and reward core; the TRL trainer glue builds on it.
+`SGRPORollout` is the TRL ``rollout_func`` built on it: each block of G identical prompts becomes
+one serial group (m = G - 1 exits plus the full path) rolled out on the live policy; use
+``scale_rewards="none"`` so the advantage is r - mean(r), as in the paper.
+
+    trainer = GRPOTrainer(model, reward_funcs=[sgrpo_reward], args=GRPOConfig(num_generations=8,
+                          scale_rewards="none", ...), train_dataset=ds,
+                          rollout_func=SGRPORollout(tokenizer, golds, answer_kind="integer"))
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ponder.controllers.sample import SampleContext, force_answer, stream_into, thinking_tokens
+from ponder.controllers.exit import force_answer
+from ponder.controllers.trace import SampleContext, stream_into, thinking_tokens
 from ponder.prompts import ModelFamily
+from ponder.rl.rollout import Rollout, TrlRows, global_step, log_metrics, on_policy
 from ponder.types import SamplingParams, Trace
 
-__all__ = ["SGRPOConfig", "Member", "Group", "exit_positions", "decaying_rewards", "serial_group", "group_from_path"]
+__all__ = ["SGRPOConfig", "Member", "Group", "exit_positions", "decaying_rewards", "serial_group", "group_from_path",
+           "exit_stats", "SGRPORollout"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +159,60 @@ async def _exit(ctx: SampleContext, path: Trace, pos: int, params: SamplingParam
     logprobs = (path.logprobs or [0.0] * path.tokens)[:pos] + [0.0] * len(suffix) + (answer.logprobs or [0.0] * answer.tokens)
     mask = [1] * pos + [0] * len(suffix) + [1] * answer.tokens
     return Member(ids, logprobs, mask, pos, ctx.decode(ids))
+
+
+def exit_stats(groups: list[Group]) -> dict[str, float]:
+    """Where exits land and how often they are right (the first thing to check when S-GRPO stalls).
+
+    ``exit_correct``: share of early exits answered right; ``full_correct``: of full paths;
+    ``first_correct_exit``: where the earliest right exit sits, as a fraction of the full thinking
+    (groups with one); ``full_thinking_tokens``: mean thinking length of the full paths.
+    """
+    exits = [m for g in groups for m in g.members if not m.full_path]
+    fulls = [m for g in groups for m in g.members if m.full_path]
+    firsts = []
+    for g in groups:
+        full = g.members[-1]
+        right = [m.position for m in g.members[:-1] if m.correct]
+        if right and full.position:
+            firsts.append(min(right) / full.position)
+    return {"sgrpo/exit_correct": sum(m.correct for m in exits) / max(len(exits), 1),
+            "sgrpo/full_correct": sum(m.correct for m in fulls) / max(len(fulls), 1),
+            "sgrpo/first_correct_exit": sum(firsts) / len(firsts) if firsts else 1.0,
+            "sgrpo/full_thinking_tokens": sum(m.position for m in fulls) / max(len(fulls), 1)}
+
+
+def group_rows(rows: TrlRows, prompt_ids: list[int], group: Group) -> None:
+    """Append a scored group's members to the rows handed to TRL."""
+    for member in group.members:
+        rows.add(prompt_ids, member.completion_ids, member.logprobs, member.reward, member.env_mask)
+
+
+@dataclass
+class SGRPORollout(Rollout):
+    """A TRL ``rollout_func`` producing S-GRPO serial groups.
+
+    Args (beyond the tokenizer, golds, answer kind and family of every `Rollout`):
+        answer_tokens: most tokens of each forced answer.
+    """
+
+    answer_tokens: int = 32
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
+        args, fam, verifier, blocks, rendered = self.setup(prompts, trainer)
+        step = global_step(trainer, self.steps)
+        config = dict(m=args.num_generations - 1, temperature=args.temperature, answer_tokens=self.answer_tokens,
+                      max_tokens=args.max_completion_length)
+
+        async def roll(engine) -> list:
+            return await asyncio.gather(*(
+                serial_group(engine, ids, fam, verifier, self.golds[p], SGRPOConfig(**config, seed=1000 * step + i))
+                for i, (p, ids) in enumerate(zip(blocks, rendered))))
+
+        groups = on_policy(trainer, self.tokenizer, roll)
+        self.steps += 1
+        log_metrics(trainer, exit_stats(groups))
+        rows = TrlRows()
+        for ids, group in zip(rendered, groups):
+            group_rows(rows, ids, group)
+        return rows.to_dict()

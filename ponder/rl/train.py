@@ -11,10 +11,11 @@ reward (decaying vs 0/1). Bad configurations fail before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from ponder.options import parse_assignments
 
 __all__ = ["TrainConfig", "load_config", "load_training_problems", "load_eval_problems", "train"]
 
@@ -125,14 +126,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **fixed: Any
             raise ValueError(f"{path}: cannot read the recipe: {exc}".splitlines()[0]) from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a recipe is a mapping of TrainConfig fields")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key=value")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except ValueError:
-            values[key.strip()] = raw
+    values.update(parse_assignments(overrides, "an override"))
     values.update({k: v for k, v in fixed.items() if v is not None})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
@@ -185,8 +179,10 @@ def train(cfg: TrainConfig) -> Any:
     from trl import GRPOConfig, GRPOTrainer
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ponder.engines import resolve_model
-    from ponder.rl.trainer import GRPORollout, SGRPORollout, sgrpo_reward
+    from ponder.engines.models import resolve_model
+    from ponder.rl.grpo import GRPORollout
+    from ponder.rl.rollout import sgrpo_reward
+    from ponder.rl.sgrpo import SGRPORollout
 
     items = load_training_problems(cfg)  # fails on bad data before the model loads
     held_out = load_eval_problems(cfg)

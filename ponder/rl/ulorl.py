@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ponder.prompts import render
-from ponder.rl.trainer import _global_step, _log, _on_policy, _Rollout, callback_base, exit_stats
+from ponder.rl.rollout import Rollout, TrlRows, callback_base, eval_mode, global_step, log_metrics, on_policy
 
 __all__ = ["DMMPTConfig", "dmmpt_mask", "apply_dmmpt", "Sample", "decode_segment", "SegmentRollout",
            "PoolCheckpoint", "POOL_FILE"]
@@ -96,14 +96,10 @@ def token_probs(model: Any, prompt_ids: list[list[int]], completion_ids: list[li
 
 def apply_dmmpt(out: dict[str, list], model: Any, temperature: float, config: DMMPTConfig) -> float:
     """Rewrite ``out["env_mask"]`` in place with DMMPT; returns the share of generated tokens masked."""
-    was_training = model.training
-    model.eval()
-    try:
-        positive = [i for i, r in enumerate(out["ponder_reward"]) if r > 0]
+    positive = [i for i, r in enumerate(out["ponder_reward"]) if r > 0]
+    with eval_mode(model):
         stats = token_probs(model, [out["prompt_ids"][i] for i in positive],
                             [out["completion_ids"][i] for i in positive], temperature)
-    finally:
-        model.train(was_training)
     before = sum(sum(m) for m in out["env_mask"])
     for i, (probs, entropies) in zip(positive, stats):
         out["env_mask"][i] = dmmpt_mask(probs, entropies, out["ponder_reward"][i], out["env_mask"][i], config)
@@ -161,7 +157,7 @@ class _Group:
 
 
 @dataclass
-class SegmentRollout(_Rollout):
+class SegmentRollout(Rollout):
     """A TRL ``rollout_func`` with UloRL segment rollouts, for GRPO or S-GRPO groups.
 
     Args (beyond the tokenizer, golds, answer kind and family of every rollout):
@@ -198,8 +194,8 @@ class SegmentRollout(_Rollout):
             raise ValueError(f"ulorl: segment_tokens must be an integer >= 1 (got {self.segment_tokens!r})")
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
-        args, fam, verifier, blocks, rendered = self._setup(prompts, trainer)
-        g, step = args.num_generations, _global_step(trainer, self.steps)
+        args, fam, verifier, blocks, rendered = self.setup(prompts, trainer)
+        g, step = args.num_generations, global_step(trainer, self.steps)
         for group in self.groups.values():
             for s in group.samples:
                 s.prior = len(s.tokens)
@@ -230,16 +226,15 @@ class SegmentRollout(_Rollout):
                 if sum(gr.rows is not None for gr in self.groups.values()) >= need:
                     return rounds
 
-        rounds = _on_policy(trainer, self.tokenizer, work)
+        rounds = on_policy(trainer, self.tokenizer, work)
         self.steps += 1
         ready = sorted(gid for gid, gr in self.groups.items() if gr.rows is not None)[:need]
         taken = [self.groups.pop(gid) for gid in ready]
-        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [], "ponder_reward": []}
+        rows = TrlRows()
         for group in taken:
             for row in group.rows:
-                out["prompt_ids"].append(group.prompt_ids)
-                for key in ("completion_ids", "logprobs", "env_mask", "ponder_reward"):
-                    out[key].append(row[key])
+                rows.add(group.prompt_ids, row["completion_ids"], row["logprobs"], row["ponder_reward"], row["env_mask"])
+        out = rows.to_dict()
         self.lengths += [len(smp.tokens) for gr in taken for smp in gr.samples]
         stats = self._stats(taken, step, rounds)
         stats["ulorl/sequential_tokens"] = sequential[0]
@@ -248,7 +243,7 @@ class SegmentRollout(_Rollout):
         if self.algo == "sgrpo":
             stats.update({k: sum(gr.exit_stats[k] for gr in taken) / len(taken) for k in taken[0].exit_stats})
         self.history.append(stats)
-        _log(trainer, stats)
+        log_metrics(trainer, stats)
         return out
 
     def _new_group(self, prompt: str, ids: list[int], g: int, step: int, seed: int) -> None:
@@ -257,8 +252,8 @@ class SegmentRollout(_Rollout):
         self.next_gid += 1
 
     async def _score(self, engine: Any, group: _Group, fam: Any, verifier: Any, args: Any) -> None:
-        from ponder.controllers.sample import SampleContext
-        from ponder.rl.sgrpo import SGRPOConfig, group_from_path
+        from ponder.controllers.trace import SampleContext
+        from ponder.rl.sgrpo import SGRPOConfig, exit_stats, group_from_path
         from ponder.types import Trace
 
         gold = self.golds[group.prompt]

@@ -1,8 +1,8 @@
-"""Running one sample: stream it from the engine into a `Trace`, and the shared exit primitive.
+"""Running one sample: stream it from the engine into a `Trace`, and read what it cost.
 
-`stream_into` and `finish_trace` are what every per-sample policy (policy.py) is built from. `force_answer` is the exit
-primitive of design.md §2: end the thinking now (the family's end-of-thinking delimiter and answer
-cue) and generate the answer. Budget forcing uses it at the cap, S-GRPO at every exit position.
+`stream_into` and `finish_trace` are what every per-sample policy (policy.py) and the exit
+primitive (exit.py) are built from; `wasted_after_abort` reads the engine's own count of what an
+aborted sample really decoded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ponder.engines.base import request_ids
 from ponder.prompts import ModelFamily, split_thinking
 from ponder.types import Chunk, SamplingParams, Trace
 
-__all__ = ["SampleContext", "stream_into", "finish_trace", "force_answer", "thinking_tokens", "wasted_after_abort"]
+__all__ = ["SampleContext", "stream_into", "finish_trace", "thinking_tokens", "wasted_after_abort"]
 
 
 @dataclass
@@ -92,19 +92,3 @@ def finish_trace(ctx: SampleContext, trace: Trace, text: str) -> Trace:
         # thinking has not answered yet.
         trace.answer = ctx.verifier.extract(answer_part) if closed else None
     return trace
-
-
-async def force_answer(
-    ctx: SampleContext, trace: Trace, prefix_ids: list[int], answer_tokens: int, params: SamplingParams,
-    with_exit_prompt: bool = False,
-) -> list[int]:
-    """End the thinking now and generate the answer.
-
-    Appends the family's (optional exit prompt +) end-of-thinking delimiter and answer cue to
-    ``prefix_ids``, records the injected text in ``trace.info['injected']``, and streams at most
-    ``answer_tokens`` new tokens into ``trace``. Returns the ids of the injected suffix.
-    """
-    suffix = ctx.encode(ctx.family.force_suffix(with_exit_prompt))
-    trace.info.setdefault("injected", []).append(ctx.family.force_suffix(with_exit_prompt))
-    await stream_into(ctx, trace, prefix_ids + suffix, params.replace(max_tokens=max(answer_tokens, 1)))
-    return suffix

@@ -1,0 +1,34 @@
+"""The ``ponder`` command line: one typer app, one module per command.
+
+    ponder solve "Compute 472+389"                                        # solve.py
+    ponder eval --benchmark arith -c ffs -n 8 --limit 32 --out runs/ffs8  # eval.py
+    ponder train sgrpo --config recipes/tiny-sgrpo.yaml                   # train.py
+    ponder serve --port 8000                                              # serve.py
+
+Options shared by several commands (engine, model, Ray, controller options) and the one-line
+error are written once, in options.py. Also runnable as ``python -m ponder.cli ...``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ponder.cli import eval as eval_command
+from ponder.cli.serve import serve
+from ponder.cli.solve import solve
+from ponder.cli.train import train
+
+__all__ = ["app"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Control how much a reasoning model thinks.")
+
+
+@app.callback()
+def main() -> None:
+    """ponder: test-time compute controllers, RL that teaches early exits, and evaluation."""
+
+
+app.command()(solve)
+app.add_typer(eval_command.app, name="eval")
+app.command()(serve)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(train)

@@ -1,0 +1,79 @@
+"""What every ``ponder`` command shares, written once: the one-line error, the engine, model and
+Ray options, controller options (named flags and ``-o KEY=VALUE``), and their validation.
+
+Choices come from the registries (engine kinds from `ponder.engines.registry`, answer kinds from
+`ponder.types.ANSWER_KINDS`, controllers from `ponder.controllers.REGISTRY`), so adding one needs no
+change here. Nothing here imports torch, vLLM or Ray.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, List, Optional
+
+import typer
+
+from ponder.engines.registry import single_engine_kinds
+from ponder.options import parse_assignments
+from ponder.types import ANSWER_KINDS
+
+__all__ = ["fail", "check_choice", "engine_settings", "controller_options", "option_names", "Model", "EngineKind",
+           "BaseUrl", "UseRay", "Actors", "Address", "AnswerKindOption", "Controller", "N", "K", "Temperature",
+           "MaxTokens", "MaxThinkingTokens", "Options"]
+
+Model = Annotated[Optional[str], typer.Option(help="Model path or hub id (default: the embedded tiny reasoner).")]
+EngineKind = Annotated[str, typer.Option(help=f"Engine: {', '.join(single_engine_kinds())}.")]
+BaseUrl = Annotated[Optional[str], typer.Option(help="Server root for --engine openai, e.g. http://127.0.0.1:8000/v1.")]
+UseRay = Annotated[bool, typer.Option("--ray", help="Spread the samples over a Ray actor pool of --engine engines.")]
+Actors = Annotated[int, typer.Option(help="--ray: how many actors (each holds one engine).")]
+Address = Annotated[Optional[str], typer.Option(help="--ray: an existing cluster (auto, HOST:PORT, ray://...); "
+                                                     "default: a local Ray.")]
+AnswerKindOption = Annotated[str, typer.Option(help=f"How answers are extracted: {', '.join(ANSWER_KINDS)}.")]
+Controller = Annotated[str, typer.Option("--controller", "-c", help="Strategy name (ponder.controllers.REGISTRY).")]
+N = Annotated[Optional[int], typer.Option("-n", "--n", help="Samples per problem (majority, ffs, deepconf).")]
+K = Annotated[Optional[int], typer.Option("-k", "--k", help="FFS-k / LFS-k: vote over k finished samples.")]
+Temperature = Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy; controller default 0.6).")]
+MaxTokens = Annotated[Optional[int], typer.Option(help="Most tokens per sample.")]
+MaxThinkingTokens = Annotated[Optional[int], typer.Option(help="Budget forcing: cap on thinking tokens.")]
+Options = Annotated[List[str], typer.Option("--option", "-o", help="Any controller option, KEY=VALUE (repeatable).")]
+
+DEFAULT_ACTORS = 2
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit (2: bad input or usage)."""
+    first = message.strip().splitlines()[0] if message and message.strip() else "failed"
+    typer.echo(f"error: {first}", err=True)
+    raise typer.Exit(code)
+
+
+def check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
+    """Raise the one-line ValueError for a value outside a registry."""
+    if value not in allowed:
+        raise ValueError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def engine_settings(engine: str, base_url: str | None, ray: bool, actors: int,
+                    address: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Validate the engine options; returns (engine constructor options, Ray pool options or None)."""
+    check_choice("--engine", engine, single_engine_kinds())
+    if base_url and engine != "openai":
+        raise ValueError("--base-url only applies to --engine openai")
+    if (address or actors != DEFAULT_ACTORS) and not ray:
+        raise ValueError("--actors and --address only apply with --ray")
+    if ray and actors < 1:
+        raise ValueError(f"--actors must be >= 1 (got {actors})")
+    return ({"base_url": base_url} if base_url else {}), ({"actors": actors, "address": address} if ray else None)
+
+
+def controller_options(option: list[str], what: str = "--option", **flags: Any) -> dict[str, Any]:
+    """The named flags that were given (not None) plus ``-o KEY=VALUE`` pairs."""
+    options = {k: v for k, v in flags.items() if v is not None}
+    options.update(parse_assignments(option, what))
+    return options
+
+
+def option_names(message: str) -> str:
+    """Controllers name their fields (max_thinking_tokens); the CLI user typed --max-thinking-tokens."""
+    return re.sub(r"\b(?<![-\w])([a-z]+(?:_[a-z]+)+)\b(?= must| has no)",
+                  lambda m: "--" + m.group(1).replace("_", "-"), message)

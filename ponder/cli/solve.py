@@ -1,0 +1,101 @@
+"""``ponder solve``: one problem, any controller, any engine; the answer, the traces and the tokens.
+
+    ponder solve "Compute 472+389"                                  # embedded tiny reasoner, hf engine
+    ponder solve "..." -c ffs -n 8 --max-thinking-tokens 512 --json
+    ponder solve "..." -c deepconf -o warmup=4 -o window=64        # any controller option, KEY=VALUE
+    ponder solve "..." --model Qwen/Qwen3-8B --engine vllm
+    ponder solve "..." --engine openai --base-url http://127.0.0.1:8000/v1 --model PATH
+
+Bad options get a one-line error naming the option and exit status 2, never a traceback; every
+option is checked before a model loads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, K, MaxThinkingTokens,
+                                MaxTokens, Model, N, Options, Temperature, UseRay, check_choice, controller_options,
+                                engine_settings, fail, option_names)
+from ponder.types import ANSWER_KINDS
+
+__all__ = ["solve"]
+
+
+def solve(
+    problem: Annotated[str, typer.Argument(help="The problem text, e.g. 'Compute 472+389'.")],
+    controller: Controller = "single",
+    model: Model = None,
+    engine: EngineKind = "hf",
+    base_url: BaseUrl = None,
+    ray: UseRay = False,
+    actors: Actors = 2,
+    address: Address = None,
+    answer_kind: AnswerKindOption = "math",
+    gold: Annotated[Optional[str], typer.Option(help="Reference answer; the result says whether it is correct.")] = None,
+    n: N = None,
+    k: K = None,
+    mode: Annotated[Optional[str], typer.Option(help="ffs: first (default) or last (LFS-k).")] = None,
+    max_thinking_tokens: MaxThinkingTokens = None,
+    min_thinking_tokens: Annotated[Optional[int], typer.Option(help="Budget forcing: minimum thinking tokens.")] = None,
+    extend: Annotated[Optional[int], typer.Option(help="Budget forcing: append 'Wait' up to N times.")] = None,
+    answer_tokens: Annotated[Optional[int], typer.Option(help="Budget forcing: answer budget after a forced stop.")] = None,
+    temperature: Temperature = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold.")] = None,
+    max_tokens: MaxTokens = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible sampling.")] = None,
+    option: Options = [],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole Solution as one JSON object.")] = False,
+) -> None:
+    """Solve one problem and print the answer, the traces and the token accounting."""
+    from ponder.controllers import REGISTRY, get_controller
+    from ponder.engines.ray import PoolError  # stdlib-only module: ray itself loads with a pool
+
+    try:
+        check_choice("--controller", controller, tuple(sorted(REGISTRY)))
+        check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
+        engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
+        options = controller_options(
+            option, n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens,
+            min_thinking_tokens=min_thinking_tokens, extend=extend, answer_tokens=answer_tokens,
+            temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+        get_controller(controller, **dict(options))  # validate options before loading a model
+        solution = _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options)
+    except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
+        fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
+    if as_json:
+        typer.echo(json.dumps(solution.to_dict()))
+        return
+    _print_solution(solution)
+
+
+def _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options):
+    from ponder.sdk import Solver
+    from ponder.verifiers import warm
+
+    warm(answer_kind)  # its worker starts while the engine loads
+    with Solver(model, engine, ray=pool, **engine_options) as solver:
+        return solver.solve(problem, controller, answer_kind=answer_kind, gold=gold, **options)
+
+
+def _print_solution(solution) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for i, trace in enumerate(solution.traces):
+        console.rule(f"trace {i}")
+        console.print(trace.text, markup=False, highlight=False)
+    table = Table(title=f"{solution.controller}: answer {solution.answer}")
+    for col in ("trace", "tokens", "thinking", "finish", "answer", "aborted"):
+        table.add_column(col)
+    for i, t in enumerate(solution.traces):
+        table.add_row(str(i), str(t.tokens), str(t.thinking_tokens), str(t.finish_reason), str(t.answer), str(t.aborted))
+    console.print(table)
+    correct = "" if solution.correct is None else f"  correct: {solution.correct}"
+    console.print(f"answer: {solution.answer}{correct}")
+    console.print(f"total_tokens: {solution.total_tokens}  sequential_tokens: {solution.sequential}  "
+                  f"wasted_tokens: {solution.wasted_tokens}  wall: {solution.wall_s:.2f}s")

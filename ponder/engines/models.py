@@ -1,0 +1,25 @@
+"""Where models come from: the embedded tiny reasoner (the default everywhere) and local paths.
+
+Every engine resolves its ``model`` argument here, so a missing local folder fails the same way,
+with one clear error, whichever engine is asked for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["TINY_REASONER", "resolve_model"]
+
+TINY_REASONER = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reasoner")
+"""Path of the embedded tiny reasoner (the default model everywhere)."""
+
+
+def resolve_model(model: str | None) -> str:
+    """The default model when none is given; a clear error for a missing local path."""
+    if model is None or model in ("tiny", "tiny-reasoner"):
+        return TINY_REASONER
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or path.exists()
+    if looks_local and not (path / "config.json").exists():
+        raise FileNotFoundError(f"model directory {model!r} has no config.json (expected a Hugging Face model folder)")
+    return str(path) if looks_local else model
