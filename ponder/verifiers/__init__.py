@@ -5,6 +5,9 @@
     v.extract(text)                   # canonical answer string for voting, or None
     v.verify(gold, text)              # True / False; None only when gold cannot be parsed
 
+A verdict is only ever about the answer: when the verifier's own machinery fails (a math worker
+dies or runs out of memory and retries do not help) the call raises `VerifierError`.
+
 Importing this package loads only the standard library: the math verifier runs sympy and
 Math-Verify in worker processes, started on first use.
 """
@@ -15,7 +18,12 @@ from typing import Protocol, runtime_checkable
 
 from ponder.verifiers.choice import ChoiceVerifier, ChoiceVerifierConfig
 from ponder.verifiers.integer import IntegerVerifier, IntegerVerifierConfig
-from ponder.verifiers.math import MathVerifier, MathVerifierConfig, WorkerStartError
+from ponder.verifiers.math import (
+    MathVerifier,
+    MathVerifierConfig,
+    VerifierError,
+    WorkerStartError,
+)
 
 __all__ = [
     "REGISTRY",
@@ -26,6 +34,7 @@ __all__ = [
     "MathVerifier",
     "MathVerifierConfig",
     "Verifier",
+    "VerifierError",
     "WorkerStartError",
     "get_verifier",
     "warm",

@@ -1,0 +1,165 @@
+"""Regression tests for the verifier fidelity issue: one table per cause found when peer
+projects' published answer tables were run through ponder's verifiers.
+
+Every case here is our own. Run:
+    PYTHONPATH=. .venv/bin/python -m pytest -q tests/test_verifier_fidelity.py
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ponder.verifiers import get_verifier
+from ponder.verifiers._text import expand_plus_minus, final_boxes, gold_readings
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# --- cause 1: the eval guard broke sympy's own imports, so nothing simplified ---------------
+
+SIMPLIFICATION_CASES = [
+    ("x^2-1", r"The answer is \boxed{(x-1)(x+1)}", True),
+    ("x^2-1", r"\boxed{(x-1)(x+2)}", False),
+    (r"\tan^2 y + 1", r"\boxed{\sec^2 y}", True),
+    (r"\frac{x+1}{x^2-1}", r"so it is $\boxed{\frac{1}{x-1}}$", True),
+    ("-2 < x < 5", r"\boxed{(-2, 5)}", True),  # an inequality answered by its interval
+    ("y = 2x + 1", r"\boxed{2x - y + 1 = 0}", True),  # the same line, rearranged
+    ("y = 2x + 1", r"\boxed{2x - y - 1 = 0}", False),
+    ("x + y + z", r"\boxed{z + x + y}", True),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", SIMPLIFICATION_CASES)
+def test_equivalences_that_need_simplification(gold, text, expected):
+    assert get_verifier("math").verify(gold, text) is expected
+
+
+def test_preload_imports_sympy_units_and_guard_still_refuses_names(tmp_path):
+    # In a subprocess: the guard patches sympy for the whole process.
+    code = textwrap.dedent(
+        """
+        import sympy
+        from ponder.verifiers._worker import UnsafeExpression, install_eval_guard, preload
+        preload()
+        install_eval_guard()
+        import sympy.physics.units as units  # imported by preload, before the guard
+        assert units.kilo.scale_factor == 1000
+        for name in ("yotta", "x", "__import__('os')"):
+            try:
+                sympy.sympify(name)
+            except (UnsafeExpression, sympy.SympifyError):
+                continue
+            raise SystemExit(f"not refused: {name}")
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
+# --- cause 2: only the last box was read ---------------------------------------------------
+
+BOX_GROUP_CASES = [
+    (r"\{1,2,3\}", r"\boxed{1}, \boxed{2}, \boxed{3}", True),
+    ("1, 2, 3", r"so the roots are \boxed{1}, \boxed{2} and \boxed{3}.", True),
+    ("1, 2, 3", r"\boxed{1}, \boxed{2}", False),
+    ("(1,2),(3,4)", r"\boxed{(1,2)} \quad\text{and}\quad \boxed{(3,4)}", True),
+    ("(1,2),(3,4)", r"\boxed{(3,4)}", False),
+    ("2", r"\boxed{2} \boxed{2}", True),  # the same answer twice is one answer
+    # a self-correction followed by a new box means the new box
+    ("3", r"\boxed{4} wait, actually \boxed{3}", True),
+    ("4", r"\boxed{4} wait, actually \boxed{3}", False),
+    ("3", r"\boxed{4}. Hmm, no: \boxed{3}", True),
+    ("6", r"\boxed{5}, so the answer is \boxed{6}", True),
+    # a box far before the last one, with no separator, is an earlier step
+    ("7", r"First \boxed{2} is the width of the rectangle we need here. Then the area: \boxed{7}", True),
+    # Math-Verify's top-priority statement after a box outranks the box
+    ("12", r"step: \boxed{5}. Final Answer: The final answer is $12$. I hope it is correct.", True),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", BOX_GROUP_CASES)
+def test_final_group_of_boxes(gold, text, expected):
+    assert get_verifier("math").verify(gold, text) is expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (r"\boxed{1}, \boxed{2}", ["1", "2"]),
+        (r"\boxed{1} and \boxed{2} or \boxed{3}", ["1", "2", "3"]),
+        (r"\boxed{4} wait, actually \boxed{3}", ["3"]),
+        (r"\boxed{1}" + " filler words" * 5 + r" \boxed{2}", ["2"]),  # far apart, no separator
+        (r"\boxed{1}" + " and" * 20 + r" \boxed{2}", ["2"]),  # 70 characters or more apart
+        (r"\boxed{1}, \boxed{2}, \boxed{", ["1", "2"]),  # an unclosed last box is skipped
+        (r"\boxed{x}, \boxed{x}", ["x"]),
+        ("no box", []),
+        (", ".join([r"\boxed{%d}" % i for i in range(20)]), [str(i) for i in range(12, 20)]),
+    ],
+)
+def test_final_boxes(text, expected):
+    assert final_boxes(text) == expected
+
+
+def test_box_group_votes_as_a_set():
+    math = get_verifier("math")
+    assert math.extract(r"\boxed{2}, \boxed{1}") == math.extract(r"\boxed{\{1, 2\}}")
+
+
+# --- cause 3: gold answers with a decimal comma or a \pm ----------------------------------
+
+GOLD_CASES = [
+    ("1,22", "The answer is 1.22", True),
+    ("1,22", r"\boxed{1, 22}", True),  # the same text as a list
+    ("1,22", r"\boxed{1.23}", False),
+    ("0,5", r"\boxed{0.5}", True),
+    ("12,000", r"\boxed{12000}", True),  # a thousands separator stays one number
+    ("1,000", r"\boxed{1}", False),
+    (
+        r"x = \frac{1}{2}, x = \frac{-1 \pm \sqrt{13}}{4}",
+        r"\boxed{x = \frac{1}{2}, x = \frac{-1 \pm \sqrt{13}}{4}}",
+        True,
+    ),
+    (
+        r"x = \frac{1}{2}, x = \frac{-1 \pm \sqrt{13}}{4}",
+        r"\boxed{\frac{-1 + \sqrt{13}}{4}}, \boxed{\frac12}, \boxed{\frac{-1 - \sqrt{13}}{4}}",
+        True,
+    ),
+    (r"\frac{-1 \pm \sqrt{13}}{4}", r"\boxed{\frac{-1 - \sqrt{13}}{4}, \frac{-1 + \sqrt{13}}{4}}", True),
+    (r"\frac{-1 \pm \sqrt{13}}{4}", r"\boxed{\frac{-1 + \sqrt{13}}{4}}", False),  # one root only
+    (r"\pm 3", r"\boxed{3}", False),
+    (r"$\pm 3$", r"\boxed{-3, 3}", True),
+    (r"3 \pm \sqrt{2}", r"\boxed{3 \pm \sqrt 2}", True),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", GOLD_CASES)
+def test_gold_forms(gold, text, expected):
+    assert get_verifier("math").verify(gold, text) is expected
+
+
+@pytest.mark.parametrize(
+    "gold,expected",
+    [
+        ("1,22", ["1.22", "1,22"]),
+        ("0,111", ["0.111", "0,111"]),
+        ("1000,5", ["1000.5", "1000,5"]),
+        ("1,000", ["1,000"]),  # thousands, not a decimal comma
+        ("12,000,023", ["12,000,023"]),
+        ("1, 22", ["1, 22"]),  # a space after the comma: a list
+        (r"\pm 2", ["+ 2, - 2"]),
+        (r"$x = 1 \pm 2$", ["x = 1 + 2, x = 1 - 2"]),
+        (r"\frac{1}{2}", [r"\frac{1}{2}"]),
+    ],
+)
+def test_gold_readings(gold, expected):
+    assert gold_readings(gold) == expected
+
+
+def test_expand_plus_minus_keeps_brackets_and_mp_together():
+    assert expand_plus_minus(r"(1, 2 \pm 3)") == "(1, 2 + 3), (1, 2 - 3)"
+    assert expand_plus_minus(r"a \pm b \mp c") == "a + b - c, a - b + c"
+    assert expand_plus_minus(r"\pmb") == r"\pmb"  # another command, not \pm
