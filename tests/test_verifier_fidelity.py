@@ -163,3 +163,60 @@ def test_expand_plus_minus_keeps_brackets_and_mp_together():
     assert expand_plus_minus(r"(1, 2 \pm 3)") == "(1, 2 + 3), (1, 2 - 3)"
     assert expand_plus_minus(r"a \pm b \mp c") == "a + b - c, a - b + c"
     assert expand_plus_minus(r"\pmb") == r"\pmb"  # another command, not \pm
+
+
+# --- cause 4: integer answers were the last number in the box or text -------------------------
+
+INTEGER_CASES = [
+    # an expression that is an integer is that integer
+    ("32", r"\boxed{2^5}", True),
+    ("5", r"\boxed{2^5}", False),
+    ("3", r"\boxed{\frac{12}{4}}", True),
+    ("7", r"\boxed{\sqrt{49}}", True),
+    ("32", "The answer is 2^5 = 32.", True),
+    ("10", r"Answer: \( (9+1) \)", True),
+    # an expression that is not an integer is simply wrong, whatever number ends it
+    ("2", r"\boxed{\sqrt 2}", False),
+    ("2", r"\boxed{\frac{1+\sqrt5}{2}}", False),
+    ("5", r"\boxed{\frac{1+\sqrt5}{2}}", False),
+    ("1", r"\boxed{x+1}", False),
+    ("3", r"\boxed{3\pi}", False),
+    ("1", r"\boxed{2\frac{1}{2}}", False),  # a mixed number or a product: ambiguous, never 1
+    ("1", r"\boxed{10^{10^{10^{10}}}}", False),  # refused, not computed
+    ("1", "answer: 3x+1", False),
+    ("3", "answer: 3x+1", False),
+    ("5", "so it is x - 5", False),
+    # thousands separators are exactly three digits
+    ("1033", r"\boxed{1{,}033}", True),
+    ("33", r"\boxed{1{,}033}", False),
+    ("1033", r"\boxed{1\,033}", True),
+    ("12000023", "In total she has 12,000,023 dollars", True),
+    ("12", "In total she has 12,000,023 dollars", False),
+    ("23", "In total she has 12,000,023 dollars", False),
+    ("7425000", "7,425,000", True),
+    ("1000", "about 1 000", True),
+    ("22", "The answer is 1,22", False),  # a decimal comma (or a list): no integer at all
+    ("1", "The answer is 1,22", False),
+    ("3", "the solutions are 1,2,3", False),
+    # numbers glued to words are not answers
+    ("5", "the 5th term is 33", False),
+    ("33", "the 5th term is 33", True),
+    ("2", "AZ2B", False),
+    ("33", r"\boxed{33 \text{ apples}}", True),
+    ("-5", "the answer is -5", True),
+    ("12", r"\boxed{5}. Final Answer: The final answer is $12$. I hope it is correct.", True),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", INTEGER_CASES)
+def test_integer_answers(gold, text, expected):
+    assert get_verifier("integer").verify(gold, text) is expected
+
+
+@pytest.mark.parametrize(
+    "gold,expected",
+    [("1,000", True), ("$1000$", True), ("1000.0", True), ("2^{10}", False), ("1,22", None), ("x", None)],
+)
+def test_integer_gold_forms(gold, expected):
+    # GSM8K golds carry thousands separators; a gold that is no integer cannot be answered
+    assert get_verifier("integer").verify(gold, r"\boxed{1000}") is expected

@@ -9,12 +9,14 @@ import re
 __all__ = [
     "ANSWER_CUE",
     "CUE_MARKUP",
+    "FINAL_ANSWER",
     "answer_region",
     "answer_window",
     "expand_plus_minus",
     "final_boxes",
     "gold_readings",
     "last_boxed",
+    "last_boxed_span",
 ]
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -26,6 +28,9 @@ _MAX_BOXED_TRIES = 4
 # markup; the value follows the match.
 # Markup a model may put between the cue and the value: **C**, $33$, \(33\), \text{C}.
 CUE_MARKUP = r"(?:\*\*|\$|\\\(|\\\[|\\text(?:bf)?\{|\s)*"
+# Math-Verify's top-priority statement ("The final answer is $X$. I hope it is correct."): it
+# outranks a box written before it.
+FINAL_ANSWER = re.compile(r"final answer is.{0,300}?I hope", re.IGNORECASE | re.DOTALL)
 ANSWER_CUE = re.compile(r"answer\s*(?:is|:|=)?\s*(?:is\s*)?[:=]?\s*" + CUE_MARKUP, re.IGNORECASE)
 
 
@@ -95,6 +100,16 @@ def last_boxed(text: str) -> str | None:
         The content between the braces, or None when there is no complete box. An unterminated
         last box falls back to the box before it.
     """
+    span = last_boxed_span(text)
+    return None if span is None else span[0]
+
+
+def last_boxed_span(text: str) -> tuple[str, int, int] | None:
+    """Like `last_boxed`, with where the box starts (its backslash) and ends (after its brace).
+
+    Returns:
+        (content, start, end), or None when there is no complete box.
+    """
     end = len(text)
     for _ in range(_MAX_BOXED_TRIES):
         start = text.rfind(BOXED, 0, end)
@@ -106,7 +121,7 @@ def last_boxed(text: str) -> str | None:
         if brace < len(text) and text[brace] == "{":
             content = _braced(text, brace)
             if content is not None:
-                return content
+                return content, start, brace + len(content) + 2
         end = start
     return None
 
@@ -165,16 +180,10 @@ def final_boxes(text: str) -> list[str]:
     Returns:
         The box contents, or [] when there is no complete box.
     """
-    last = last_boxed(text)
-    if last is None:
+    span = last_boxed_span(text)
+    if span is None:
         return []
-    # Find where that last complete box starts (last_boxed may have skipped unclosed ones).
-    start, end = len(text), len(text)
-    while True:
-        start = text.rfind(BOXED, 0, start)
-        found = _box_at(text, start, end)
-        if found is not None and found[0] == last:
-            break
+    last, start, _ = span
     group = [last]
     while len(group) < _MAX_GROUP:
         before = text.rfind(BOXED, 0, start)

@@ -27,7 +27,6 @@ A failure of this machinery is never a verdict (`_Pool.call`):
 import json
 import os
 import queue
-import re
 import select
 import signal
 import subprocess
@@ -38,13 +37,18 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.verifiers._text import answer_window, expand_plus_minus, final_boxes, gold_readings
+from ponder.verifiers._text import (
+    FINAL_ANSWER,
+    answer_window,
+    expand_plus_minus,
+    final_boxes,
+    gold_readings,
+    last_boxed_span,
+)
 
 __all__ = ["MathVerifier", "MathVerifierConfig", "VerifierError", "WorkerStartError"]
 
 _WORKER_PATH = Path(__file__).with_name("_worker.py")
-# Math-Verify's top-priority statement, which outranks an earlier box.
-_FINAL_ANSWER = re.compile(r"final answer is.{0,300}?I hope", re.IGNORECASE | re.DOTALL)
 # The worker answers False by itself at this share of timeout_s; the rest is slack for a loaded
 # machine, so that a hard kill (and its retry on a fresh worker) stays the exception.
 _SOFT_SHARE = 0.7
@@ -325,7 +329,7 @@ class MathVerifier:
             return ""
         window = answer_window(text, self.config.max_chars)
         boxes = final_boxes(window)
-        if not boxes or _FINAL_ANSWER.search(window, window.rfind(boxes[-1]) + len(boxes[-1])):
+        if not boxes or FINAL_ANSWER.search(window, last_boxed_span(window)[2]):
             return window
         return ", ".join("\\boxed{" + expand_plus_minus(box) + "}" for box in boxes)
 
