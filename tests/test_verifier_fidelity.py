@@ -220,3 +220,42 @@ def test_integer_answers(gold, text, expected):
 def test_integer_gold_forms(gold, expected):
     # GSM8K golds carry thousands separators; a gold that is no integer cannot be answered
     assert get_verifier("integer").verify(gold, r"\boxed{1000}") is expected
+
+
+# --- cause 5: letters stated in prose were missed ---------------------------------------------
+
+CHOICE_CASES = [
+    ("B", "It is not A, since that fails the check; therefore I think it's B", True),
+    ("A", "It is not A, since that fails the check; therefore I think it's B", False),
+    ("D", "The answer is for sure D, it can't be A or B", True),
+    ("C", "The answer is definitely option C.", True),
+    ("D", "D. it can't be A or B", True),
+    ("B", "**(B)** because the others fail", True),
+    ("C", 'Answer: "C"', True),
+    ("C", "The final answer would be C", True),
+    ("D", "I'd go with D here.", True),
+    ("C", "It's not A, it's C.", True),
+    # negations and prose letters are not choices
+    ("A", "The answer is not A.", False),
+    ("A", "It is a hard one; I think a value near 3 works", False),
+    ("A", "A is incorrect because the sign is wrong", False),
+    ("A", "I believe a rate of 5 is right", False),
+    ("B", "I see. It is what it is.", False),
+    # the last statement wins
+    ("A", "So the answer is C.\n\nAnswer: A", True),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", CHOICE_CASES)
+def test_choice_prose(gold, text, expected):
+    assert get_verifier("choice").verify(gold, text) is expected
+
+
+@pytest.mark.parametrize(
+    "gold,expected",
+    [("(D) Alina", "D"), ("C Cecile", "C"), ("A Peter\nCelina bum", "A"), ("so the answer is\n(B) Bo", "B")],
+)
+def test_choice_gold_with_option_text(gold, expected):
+    choice = get_verifier("choice")
+    assert choice.verify(gold, expected) is True
+    assert choice.verify(gold, "E" if expected != "A" else "B") is False

@@ -26,8 +26,8 @@ BOXED = "\\boxed"
 _MAX_BOXED_TRIES = 4
 # "answer is", "Answer:", "final answer is", "The correct answer is" ... followed by optional
 # markup; the value follows the match.
-# Markup a model may put between the cue and the value: **C**, $33$, \(33\), \text{C}.
-CUE_MARKUP = r"(?:\*\*|\$|\\\(|\\\[|\\text(?:bf)?\{|\s)*"
+# Markup a model may put between the cue and the value: **C**, $33$, \(33\), \text{C}, "C".
+CUE_MARKUP = r"(?:\*\*|\$|\\\(|\\\[|\\text(?:bf)?\{|[\"'“‘]|\s)*"
 # Math-Verify's top-priority statement ("The final answer is $X$. I hope it is correct."): it
 # outranks a box written before it.
 FINAL_ANSWER = re.compile(r"final answer is.{0,300}?I hope", re.IGNORECASE | re.DOTALL)
