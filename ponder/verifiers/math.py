@@ -203,6 +203,7 @@ class _Pool:
 
     def __init__(self, config: MathVerifierConfig):
         self.closed = False
+        self._served = False  # whether any worker of this pool has answered a request
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self.workers = [_Worker(config) for _ in range(max(1, config.workers))]
         for worker in self.workers:
@@ -220,8 +221,9 @@ class _Pool:
             failed: the verdict for an answer that times out twice (False or None).
 
         Raises:
-            WorkerStartError: when the first worker cannot start.
-            VerifierError: when workers keep dying or erring, or cannot be restarted.
+            WorkerStartError: when no worker of this pool ever started (Math-Verify missing, no
+                memory): nothing ever worked, so it is the environment.
+            VerifierError: when workers keep dying, erring or failing to restart.
         """
         causes: list[str] = []
         timeouts = 0
@@ -230,13 +232,13 @@ class _Pool:
                 raise VerifierError("the math verifier was closed during the call")
             worker = self._idle.get()  # LIFO: the warm worker is reused before a cold one starts
             try:
-                return worker.call(request)
+                result = worker.call(request)
+                self._served = True
+                return result
             except WorkerStartError as exc:
-                if not causes:
-                    raise  # nothing ever ran: an environment problem, reported as such
-                raise VerifierError(
-                    f"math verifier worker failed ({causes[-1]}) and could not be restarted: {exc}"
-                ) from exc
+                if not self._served:
+                    raise  # no worker ever answered here: an environment problem, said as such
+                causes.append(f"could not be restarted ({exc})")
             except _HardTimeout as exc:
                 worker.kill()
                 timeouts += 1
