@@ -5,6 +5,9 @@
     v.extract(text)                   # canonical answer string for voting, or None
     v.verify(gold, text)              # True / False; None only when gold cannot be parsed
 
+To check them on your own judged completions: `python -m ponder.verifiers FILE.jsonl` (see
+`ponder.verifiers.audit`).
+
 A verdict is only ever about the answer: when the verifier's own machinery fails (a math worker
 dies or runs out of memory and retries do not help) the call raises `VerifierError`.
 
@@ -27,6 +30,8 @@ from ponder.verifiers.math import (
 
 __all__ = [
     "REGISTRY",
+    "AuditInputError",
+    "AuditReport",
     "ChoiceVerifier",
     "ChoiceVerifierConfig",
     "IntegerVerifier",
@@ -36,6 +41,8 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "WorkerStartError",
+    "audit",
+    "format_report",
     "get_verifier",
     "warm",
 ]
@@ -98,3 +105,7 @@ def warm(verifier: Verifier | str | None) -> None:
     start = getattr(verifier, "warm", None)
     if start is not None:
         start()
+
+
+# Last: audit uses get_verifier and REGISTRY from this module.
+from ponder.verifiers.audit import AuditInputError, AuditReport, audit, format_report  # noqa: E402
