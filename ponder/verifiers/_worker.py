@@ -23,6 +23,7 @@ imports and exercises them before the guard goes in: a refused import there woul
 equivalence that needs simplification silently False.
 """
 
+import functools
 import importlib
 import json
 import logging
@@ -171,17 +172,22 @@ def _parse(text: str) -> list:
     return parse(text, _answer_config(), parsing_timeout=None)
 
 
-def _parse_gold(gold: str) -> list:
-    """Parse a reference answer; golds are usually bare LaTeX, so box them first."""
+@functools.lru_cache(maxsize=256)
+def _parse_gold(gold: str) -> tuple:
+    """Parse a reference answer; golds are usually bare LaTeX, so box them first.
+
+    Cached: an eval or a vote checks many answers against one gold (sympy objects are
+    immutable, and a parse cut short by the deadline raises, so it is never cached).
+    """
     gold = gold.strip()
     if not gold:
-        return []
+        return ()
     candidates = [gold] if ("\\boxed" in gold or "$" in gold) else ["\\boxed{" + gold + "}", gold]
     for candidate in candidates:
         parsed = _parse(candidate)
         if any(_is_sympy(p) for p in parsed):
-            return parsed
-    return []
+            return tuple(parsed)
+    return ()
 
 
 def _is_sympy(obj) -> bool:
@@ -245,7 +251,7 @@ def _verify(golds: list[str], text: str) -> bool | None:
     """True if `text` matches any reading of the gold; None if no reading parses."""
     from math_verify import verify
 
-    parsed_golds = [p for p in (_parse_gold(gold) for gold in golds) if p]
+    parsed_golds = [list(p) for p in (_parse_gold(gold) for gold in golds) if p]
     if not parsed_golds:
         return None
     answer = _parse(text) if text.strip() else []
