@@ -2,7 +2,7 @@
 
 A JSONL file holds one row per judged completion:
 
-    {"gold": "\\\\frac{1}{2}", "completion": "... so $\\\\boxed{0.5}$", "kind": "math", "expected": true}
+    {"gold": "1/2", "completion": "... so $\\\\boxed{0.5}$", "kind": "math", "expected": true}
 
 `audit` runs each row through `get_verifier(kind).verify(gold, completion)` and counts
 agreement, false positives (the verifier says right, the row says wrong) and false negatives
@@ -107,7 +107,8 @@ def _check(row: object, where: str, allowed: Iterable[str]) -> tuple[str, str, s
             raise AuditInputError(f"{where}: field {field!r} must be a string, got {kind_name}")
     if row["kind"] not in allowed:
         names = ", ".join(sorted(allowed))
-        raise AuditInputError(f"{where}: field 'kind': unknown kind {row['kind']!r} (allowed: {names})")
+        kind = row["kind"]
+        raise AuditInputError(f"{where}: field 'kind': unknown kind {kind!r} (allowed: {names})")
     if not isinstance(row["expected"], bool):
         got = json.dumps(row["expected"])
         raise AuditInputError(f"{where}: field 'expected' must be true or false, got {got}")
@@ -200,7 +201,8 @@ def format_report(report: AuditReport, max_rows: int = 20) -> str:
     """
     total = report.total
     lines = [f"{report.source}: {total.rows + total.errors} rows", ""]
-    lines.append(f"{'kind':<9}{'rows':>6}{'agree':>7}{'agreement':>11}{'false+':>8}{'false-':>8}{'errors':>8}")
+    header = ("kind", "rows", "agree", "agreement", "false+", "false-", "errors")
+    lines.append("{:<9}{:>6}{:>7}{:>11}{:>8}{:>8}{:>8}".format(*header))
     for s in report.summaries:
         lines.append(
             f"{s.kind:<9}{s.rows:>6}{s.agree:>7}{s.agreement:>10.1%} "
@@ -208,7 +210,10 @@ def format_report(report: AuditReport, max_rows: int = 20) -> str:
         )
     sections = [
         ("false positives (verifier: right; expected: wrong)", report.false_positives),
-        ("false negatives (verifier: wrong or gold unparsable; expected: right)", report.false_negatives),
+        (
+            "false negatives (verifier: wrong or gold unparsable; expected: right)",
+            report.false_negatives,
+        ),
         ("verifier errors (no verdict)", report.errors),
     ]
     for title, rows in sections:

@@ -33,7 +33,8 @@ _LETTER_AT = re.compile(
     r"(?:option|choice|letter)?\s*(?:"
     r"\(\s*(?P<paren>[A-Da-d])\s*\)"  # (C) or (c)
     r"|(?P<upper>[A-D])(?![A-Za-z])"  # C, C., C) but not "Apple"
-    r"|(?P<lower>[a-d])(?=\s*\.?\s*$|[).:,*}$\"'”’])"  # c at the very end, or c followed by markup
+    # c at the very end, or c followed by markup
+    r"|(?P<lower>[a-d])(?=\s*\.?\s*$|[).:,*}$\"'”’])"
     r")"
 )  # case-sensitive on purpose: an upper-case letter is a choice, a lower-case one may be prose
 # Up to three plain words between a cue and the letter ("for sure", "definitely option"),

@@ -20,6 +20,7 @@ through `int()`, so a megabyte of digits costs a linear scan.
 
 import re
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ponder.verifiers._arith import ARITHMETIC, NotArithmetic, Token, evaluate, tokens
@@ -79,11 +80,13 @@ def _value(run: list[Token]) -> str | None:
     return str(value.numerator)
 
 
-def _runs(toks: list[Token]) -> list[tuple[int, int]]:
-    """(start, end) token ranges of maximal arithmetic runs, without spaces at their ends."""
-    runs, start = [], None
-    for i, tok in enumerate(toks + [Token("end", "", -1)]):
-        if tok.kind in ARITHMETIC or (tok.kind == "space" and start is not None):
+def _runs(toks: list[Token], begin: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) token ranges of the maximal arithmetic runs from `begin` on, without spaces
+    at their ends; lazily, so a caller that wants the first pays only for it."""
+    start = None
+    for i in range(begin, len(toks) + 1):
+        kind = toks[i].kind if i < len(toks) else "end"
+        if kind in ARITHMETIC or (kind == "space" and start is not None):
             if start is None:
                 start = i
             continue
@@ -91,9 +94,8 @@ def _runs(toks: list[Token]) -> list[tuple[int, int]]:
             end = i
             while toks[end - 1].kind == "space":
                 end -= 1
-            runs.append((start, end))
+            yield start, end
             start = None
-    return runs
 
 
 def _stands_alone(toks: list[Token], start: int, end: int) -> bool:
@@ -101,7 +103,7 @@ def _stands_alone(toks: list[Token], start: int, end: int) -> bool:
     not glued to a word ("3x", "x2", "5th"), not continuing one ("x + 1", "x-1", "3 + x")."""
     before = toks[start - 1] if start > 0 else None
     after = toks[end] if end < len(toks) else None
-    if (before is not None and before.kind == "word") or (after is not None and after.kind == "word"):
+    if any(t is not None and t.kind == "word" for t in (before, after)):
         return False
     first, last = toks[start], toks[end - 1]
     if last.kind == "op":
@@ -117,22 +119,21 @@ def _stands_alone(toks: list[Token], start: int, end: int) -> bool:
 
 def _answer_after(toks: list[Token], index: int) -> str | None:
     """The answer stated from token `index` on ("33", "2^5 = 32"), or None."""
-    runs = _runs(toks[index:])
-    if not runs:
+    run = next(_runs(toks, index), None)
+    if run is None:
         return None
-    start, end = runs[0]
-    if any(t.kind != "space" for t in toks[index : index + start]):
+    start, end = run
+    if any(t.kind != "space" for t in toks[index:start]):
         return None  # words come first: this is not where the value is
-    start, end = start + index, end + index
     # "2^5 = 32": the last side of a chain of equalities
     while end < len(toks):
         nxt = next((i for i in range(end, len(toks)) if toks[i].kind != "space"), None)
         if nxt is None or toks[nxt].kind != "eq":
             break
-        following = _runs(toks[nxt + 1 :])
-        if not following or any(t.kind != "space" for t in toks[nxt + 1 : nxt + 1 + following[0][0]]):
-            break
-        start, end = following[0][0] + nxt + 1, following[0][1] + nxt + 1
+        following = next(_runs(toks, nxt + 1), None)
+        if following is None or any(t.kind != "space" for t in toks[nxt + 1 : following[0]]):
+            break  # "= x + 1" or "= the ...": the chain ends here
+        start, end = following
     if not _stands_alone(toks, start, end):
         return None
     return _value(toks[start:end])
@@ -179,7 +180,7 @@ class IntegerVerifier:
             index = _index_at(toks, starts, cue.end())
             if index < len(toks) and toks[index].kind in ARITHMETIC - {"close"}:
                 return _answer_after(toks, index)
-        runs = _runs(toks)
+        runs = list(_runs(toks))
         if not runs:
             return None
         start, end = runs[-1]
@@ -220,8 +221,7 @@ def _boxed_value(content: str) -> str | None:
         index += 1
     if index >= len(toks) or toks[index].kind not in ARITHMETIC:
         return None
-    runs = _runs(toks[index:])
-    start, end = runs[0][0] + index, runs[0][1] + index
+    start, end = next(_runs(toks, index))
     rest = [t for t in toks[end:] if t.kind != "space"]
     if rest and not (rest[0].kind == "word" and toks[end].kind == "space"):
         return None  # "3x", "2 + x", "(1, 2)": not a single number; "33 apples" is fine

@@ -22,6 +22,18 @@ A failure of this machinery is never a verdict (`_Pool.call`):
   (the first kill may have hit a worker that was merely starved or stopped); a second timeout
   is the answer's verdict, False (None for extract). Most such answers never get that far: the
   worker's own soft deadline, at 70% of `timeout_s`, answers False without losing the worker.
+
+Semantics are Math-Verify 0.9's, with its `LatexExtractionConfig(boxed_match_priority=0)` and
+`ExprExtractionConfig()` both on, at its default precision. Where ponder differs, on purpose:
+
+- several boxes: the final group is read as Math-Verify joins boxes, except across a
+  self-correction ("\\boxed{4} wait, actually \\boxed{3}" is 3, not {3, 4}): `_text.final_boxes`;
+- a gold with a decimal comma ("1,22") accepts 1.22 and the list {1, 22}; a gold with `\\pm` is
+  written out as its values (latex2sympy cannot parse `\\frac{-1 \\pm \\sqrt{13}}{4}`):
+  `_text.gold_readings`;
+- plain-text numbers are always extracted, so an answer Math-Verify's latex-only mode would miss
+  (a number on its own line inside `$ ... $`) still counts; tests run at a looser precision
+  than 6 digits, or with set-relation comparison on, disagree accordingly.
 """
 
 import json
@@ -103,6 +115,8 @@ class _Worker:
         self._proc: subprocess.Popen | None = None
         self._buffer = b""
         self._owner = os.getpid()
+        self.starts = 0
+        """How many times a process of this worker started and said it was ready."""
 
     @property
     def pid(self) -> int | None:
@@ -152,6 +166,7 @@ class _Worker:
         if not hello.get("ready"):
             self.kill()
             raise WorkerStartError(f"math verifier worker failed to start: {hello.get('error')}")
+        self.starts += 1
 
     def _read(self, deadline: float) -> dict:
         """Read one JSON line from the worker before `deadline` (time.monotonic)."""
@@ -203,7 +218,6 @@ class _Pool:
 
     def __init__(self, config: MathVerifierConfig):
         self.closed = False
-        self._served = False  # whether any worker of this pool has answered a request
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self.workers = [_Worker(config) for _ in range(max(1, config.workers))]
         for worker in self.workers:
@@ -232,12 +246,10 @@ class _Pool:
                 raise VerifierError("the math verifier was closed during the call")
             worker = self._idle.get()  # LIFO: the warm worker is reused before a cold one starts
             try:
-                result = worker.call(request)
-                self._served = True
-                return result
+                return worker.call(request)
             except WorkerStartError as exc:
-                if not self._served:
-                    raise  # no worker ever answered here: an environment problem, said as such
+                if not any(w.starts for w in self.workers):
+                    raise  # no worker ever started here: an environment problem, said as such
                 causes.append(f"could not be restarted ({exc})")
             except _HardTimeout as exc:
                 worker.kill()
