@@ -241,6 +241,7 @@ CHOICE_CASES = [
     ("A", "A is incorrect because the sign is wrong", False),
     ("A", "I believe a rate of 5 is right", False),
     ("B", "I see. It is what it is.", False),
+    ("A", "it is A-OK to divide here", False),
     # the last statement wins
     ("A", "So the answer is C.\n\nAnswer: A", True),
 ]

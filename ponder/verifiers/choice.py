@@ -56,7 +56,7 @@ _LEADING = re.compile(r"\s*(?:\*\*)?\(?([A-D])(?:\)|\.|:|\*\*|\s*$)(?![A-Za-z])"
 # "it's B", "I'd go with C", "I choose (A)": the last letter named by a choosing phrase.
 _CHOSEN = re.compile(
     r"(?i:\bit's|\bit\s+is|\bwould\s+be|\bshould\s+be|\bmust\s+be|\bchoose|\bpick|\bselect"
-    r"|\bgo\s+with|\bgoing\s+with)\s+(?:(?i:option|choice)\s+)?(?:\*\*)?\(?([A-D])\)?(?![\w'’])"
+    r"|\bgo\s+with|\bgoing\s+with)\s+(?:(?i:option|choice)\s+)?(?:\*\*)?\(?([A-D])\)?(?![\w'’-])"
 )  # only the phrase ignores case: "it is a hard one" names no choice
 _BOXED_LETTER = re.compile(r"\(?([A-Da-d])\)?(?![A-Za-z])")
 _BOXED_NOISE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|bf)\b|[{}$\s]")
