@@ -346,10 +346,11 @@ def test_hung_worker_is_killed_and_replaced(fast_math):
     (pid,) = fast_math.worker_pids()
     os.kill(pid, signal.SIGSTOP)  # what a sympy computation stuck in C looks like from outside
     start = time.monotonic()
-    assert fast_math.verify("2", r"\boxed{2}") is False
-    assert time.monotonic() - start < HANG_BOUND_S
-    assert fast_math.worker_pids() == []
+    # The stopped worker is killed at the deadline and the call retried on a fresh one: a
+    # worker that stalls is not a verdict on the answer.
     assert fast_math.verify("2", r"\boxed{2}") is True
+    assert time.monotonic() - start < HANG_BOUND_S
+    assert len(fast_math.worker_pids()) == 1
     assert fast_math.worker_pids() != [pid]
 
 

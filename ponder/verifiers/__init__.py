@@ -5,6 +5,12 @@
     v.extract(text)                   # canonical answer string for voting, or None
     v.verify(gold, text)              # True / False; None only when gold cannot be parsed
 
+To check them on your own judged completions: `python -m ponder.verifiers FILE.jsonl` (see
+`ponder.verifiers.audit`).
+
+A verdict is only ever about the answer: when the verifier's own machinery fails (a math worker
+dies or runs out of memory and retries do not help) the call raises `VerifierError`.
+
 Importing this package loads only the standard library: the math verifier runs sympy and
 Math-Verify in worker processes, started on first use.
 """
@@ -16,10 +22,17 @@ from typing import Protocol, runtime_checkable
 from ponder.verifiers.choice import ChoiceVerifier, ChoiceVerifierConfig
 from ponder.verifiers.integer import IntegerVerifier, IntegerVerifierConfig
 from ponder.verifiers.judge import judge
-from ponder.verifiers.math import MathVerifier, MathVerifierConfig, WorkerStartError
+from ponder.verifiers.math import (
+    MathVerifier,
+    MathVerifierConfig,
+    VerifierError,
+    WorkerStartError,
+)
 
 __all__ = [
     "REGISTRY",
+    "AuditInputError",
+    "AuditReport",
     "ChoiceVerifier",
     "ChoiceVerifierConfig",
     "IntegerVerifier",
@@ -27,7 +40,10 @@ __all__ = [
     "MathVerifier",
     "MathVerifierConfig",
     "Verifier",
+    "VerifierError",
     "WorkerStartError",
+    "audit",
+    "format_report",
     "get_verifier",
     "judge",
     "warm",
@@ -91,3 +107,7 @@ def warm(verifier: Verifier | str | None) -> None:
     start = getattr(verifier, "warm", None)
     if start is not None:
         start()
+
+
+# Last: audit uses get_verifier and REGISTRY from this module.
+from ponder.verifiers.audit import AuditInputError, AuditReport, audit, format_report  # noqa: E402

@@ -4,8 +4,10 @@ The parent (`ponder.verifiers.math`) starts it as
     python -P -c "<run this file>" _worker.py <memory_limit_mb>
 and talks to it in JSON lines: one request per line on stdin, one reply per line on a private
 copy of stdout. Requests are `{"op": "extract", "text": ...}` or
-`{"op": "verify", "gold": ..., "text": ...}` (plus "soft_timeout"); replies are
-`{"result": str | bool | None}`. Only plain JSON crosses the boundary, never pickles.
+`{"op": "verify", "golds": [...], "text": ...}` (plus "soft_timeout"); replies are
+`{"result": str | bool | None}`, or `{"error": "..."}` when this process ran out of memory (a
+failure of the machinery, which the parent retries on a fresh worker, never a verdict). Only
+plain JSON crosses the boundary, never pickles.
 
 This file must stay importable without `ponder` (it is run by path) and is never imported by
 the parent at run time, so sympy and Math-Verify stay out of the caller's process.
@@ -15,9 +17,14 @@ two ways: `ExprExtractionConfig` calls `parse_expr` on plain-text expressions, a
 `sympy.Number(str)` (used by both extractors for every number) calls `sympify(str)`, which
 calls `parse_expr`. `install_eval_guard` wraps both the entry (`parse_expr`) and the sink
 (`eval_expr`, the one line in sympy's parser that calls `eval`) so that only arithmetic on
-numerals can ever be evaluated.
+numerals can ever be evaluated. sympy itself also parses strings while importing some modules
+lazily (`simplify` imports `sympy.physics.units`, which calls `sympify("yotta")`), so `preload`
+imports and exercises them before the guard goes in: a refused import there would make every
+equivalence that needs simplification silently False.
 """
 
+import functools
+import importlib
 import json
 import logging
 import math
@@ -28,7 +35,7 @@ import signal
 import sys
 import time
 
-__all__ = ["install_eval_guard", "handle", "main"]
+__all__ = ["install_eval_guard", "handle", "main", "preload"]
 
 # What a string may contain to reach sympy's parser: numerals and arithmetic, nothing that can
 # name a Python object. Math-Verify's own regexes only ever pass such strings; anything else
@@ -43,6 +50,10 @@ _MAX_RESULT_CHARS = 1000
 
 class UnsafeExpression(ValueError):
     """Raised instead of evaluating a string that is not plain arithmetic."""
+
+
+class _OutOfMemory(Exception):
+    """This process hit its memory limit during the request: the reply is an error."""
 
 
 class _Deadline(BaseException):
@@ -103,6 +114,48 @@ def install_eval_guard() -> None:
     sp.eval_expr = guarded_eval_expr
 
 
+# Modules sympy imports lazily on Math-Verify's paths (found by running peer projects' answer
+# tables through a guard that logs refusals): sympy.physics.units parses "yotta" and friends
+# while importing, the others are imported late but parse nothing today.
+_LAZY_MODULES = ("sympy.physics.units", "sympy.assumptions.wrapper", "sympy.sets.setexpr")
+
+
+def preload() -> None:
+    """Import what sympy loads lazily, and run one comparison (Math-Verify compiles its regexes
+    and loads the ANTLR parser on first use); call before the eval guard goes in."""
+    for name in _LAZY_MODULES:
+        importlib.import_module(name)
+    _verify(["x^2-1"], r"\boxed{(x-1)(x+1)}")
+
+
+class _MemoryWatch(logging.Handler):
+    """Notices a MemoryError that Math-Verify caught and logged instead of raising.
+
+    Math-Verify turns any exception in parse() or verify() into "no answer" / False and logs
+    it at debug level; a MemoryError there is this process failing, not the answer being
+    wrong, so the request must be reported as an error.
+    """
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.tripped = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and isinstance(record.exc_info[1], MemoryError):
+            self.tripped = True
+
+
+_memory_watch = _MemoryWatch()
+
+
+def _watch_memory() -> None:
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [_memory_watch]  # records go nowhere else: stderr stays quiet
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+
+
 def _answer_config():
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
@@ -119,17 +172,22 @@ def _parse(text: str) -> list:
     return parse(text, _answer_config(), parsing_timeout=None)
 
 
-def _parse_gold(gold: str) -> list:
-    """Parse a reference answer; golds are usually bare LaTeX, so box them first."""
+@functools.lru_cache(maxsize=256)
+def _parse_gold(gold: str) -> tuple:
+    """Parse a reference answer; golds are usually bare LaTeX, so box them first.
+
+    Cached: an eval or a vote checks many answers against one gold (sympy objects are
+    immutable, and a parse cut short by the deadline raises, so it is never cached).
+    """
     gold = gold.strip()
     if not gold:
-        return []
+        return ()
     candidates = [gold] if ("\\boxed" in gold or "$" in gold) else ["\\boxed{" + gold + "}", gold]
     for candidate in candidates:
         parsed = _parse(candidate)
         if any(_is_sympy(p) for p in parsed):
-            return parsed
-    return []
+            return tuple(parsed)
+    return ()
 
 
 def _is_sympy(obj) -> bool:
@@ -189,40 +247,63 @@ def _extract(text: str) -> str | None:
     return canonical(sympy_objs[0] if sympy_objs else parsed[0]) if parsed else None
 
 
-def _verify(gold: str, text: str) -> bool | None:
+def _verify(golds: list[str], text: str) -> bool | None:
+    """True if `text` matches any reading of the gold; None if no reading parses."""
     from math_verify import verify
 
-    gold_parsed = _parse_gold(gold)
-    if not gold_parsed:
+    parsed_golds = [list(p) for p in (_parse_gold(gold) for gold in golds) if p]
+    if not parsed_golds:
         return None
     answer = _parse(text) if text.strip() else []
     if not answer:
         return False
-    return bool(verify(gold_parsed, answer, timeout_seconds=None))
+    return any(bool(verify(gold, answer, timeout_seconds=None)) for gold in parsed_golds)
 
 
 def _raise_deadline(signum, frame):
     raise _Deadline()
 
 
+def _golds(request: dict) -> list[str]:
+    golds = request.get("golds")
+    if not isinstance(golds, list):
+        golds = [request.get("gold", "")]
+    return [str(gold) for gold in golds]
+
+
 def handle(request: dict):
-    """Answer one request; every failure becomes the op's negative answer (None or False)."""
+    """Answer one request.
+
+    Every failure caused by the answer (unparseable, too deep, past the soft deadline) becomes
+    the op's negative answer (None for extract, False for verify): that is the verdict.
+
+    Raises:
+        _OutOfMemory: this process hit its memory limit, even where Math-Verify swallowed the
+            MemoryError; the parent retries on a fresh worker.
+    """
     op = request.get("op")
     failed = None if op == "extract" else False
+    _memory_watch.tripped = False
     signal.signal(signal.SIGALRM, _raise_deadline)
     # The soft deadline returns a timely "no" without losing this warm worker; it cannot
     # interrupt C code (a huge int power), which the parent's hard kill and RLIMIT_CPU cover.
     signal.setitimer(signal.ITIMER_REAL, max(0.05, float(request.get("soft_timeout", 4.0))))
     try:
         if op == "extract":
-            return _extract(str(request.get("text", "")))
-        if op == "verify":
-            return _verify(str(request.get("gold", "")), str(request.get("text", "")))
-        return failed
+            result = _extract(str(request.get("text", "")))
+        elif op == "verify":
+            result = _verify(_golds(request), str(request.get("text", "")))
+        else:
+            result = failed
+    except MemoryError as exc:
+        raise _OutOfMemory("MemoryError") from exc
     except (_Deadline, Exception, RecursionError):
-        return failed
+        result = failed
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if _memory_watch.tripped:
+        raise _OutOfMemory("MemoryError (caught inside Math-Verify)")
+    return result
 
 
 def _limit_cpu(seconds: float) -> None:
@@ -254,9 +335,10 @@ def main(argv: list[str]) -> None:
     try:
         import math_verify  # noqa: F401
 
+        logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # quiet during preload
+        preload()
         install_eval_guard()
-        logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-        logging.getLogger("latex2sympy2_extended").setLevel(logging.CRITICAL)
+        _watch_memory()
     except BaseException as exc:  # report why we cannot serve instead of dying silently
         _send(channel, {"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -266,10 +348,13 @@ def main(argv: list[str]) -> None:
         _limit_cpu(2 * float(request.get("soft_timeout", 4.0)) + 2)
         started = time.monotonic()
         try:
-            result = handle(request)
+            reply = {"result": handle(request)}
         except _Deadline:  # the alarm fired just as handle() was disarming it
-            result = None if request.get("op") == "extract" else False
-        _send(channel, {"result": result, "seconds": round(time.monotonic() - started, 4)})
+            reply = {"result": None if request.get("op") == "extract" else False}
+        except _OutOfMemory as exc:
+            reply = {"error": str(exc)}
+        reply["seconds"] = round(time.monotonic() - started, 4)
+        _send(channel, reply)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,30 @@
 """The multiple-choice verifier for GPQA-style answers (letters A-D): pure stdlib.
 
-The answer is the letter in the last `\\boxed{}`, else the letter after the last "answer is" /
-"Answer:" cue, else the last "(C)" or "**C**", else a reply that is just a letter. A lowercase
-letter counts only when it is marked as a choice ("(c)", "**c**", "c." at the end), so the
-article in "the answer is a value of 3" is not read as A.
+The answer is, in this order:
+
+1. the letter in the last `\\boxed{}`;
+2. the letter after the last answer cue: "answer is", "Answer:", "answer would be", "The correct
+   option is", with markup ("**C**", "$C$", `Answer: "C"`) and a few words between ("The answer
+   is for sure D"), as long as none of them negates ("The answer is not A");
+3. the last "(C)" or "**C**";
+4. a letter that opens the reply as a choice: "D. it can't be A or B", "(B) because ...";
+5. the last letter named by a choosing phrase: "therefore I think it's B", "I'd go with C";
+6. a reply that is just a letter.
+
+Upper-case letters are choices. A lower-case letter counts only right after a cue and marked
+as a choice ("answer is (c)", "Answer: c" at the end), so the article in "the answer is a value
+of 3" or "I think a ..." is never read as A.
+
+Where this differs from lighteval's letter extraction (the reference for GPQA), on purpose:
+`Answer: c` and `Answer: "C"` are read as C (lighteval reads no answer), and a capital letter
+anywhere in the prose is not an answer unless a cue, a marker, the reply's start or a choosing
+phrase makes it one (lighteval takes the last free-standing capital A-D as a last resort).
 """
 
 import re
 from dataclasses import dataclass
 
-from ponder.verifiers._text import CUE_MARKUP, answer_window, last_boxed
+from ponder.verifiers._text import CUE_MARKUP, answer_region, answer_window, last_boxed
 
 __all__ = ["ChoiceVerifier", "ChoiceVerifierConfig"]
 
@@ -18,17 +33,37 @@ _LETTER_AT = re.compile(
     r"(?:option|choice|letter)?\s*(?:"
     r"\(\s*(?P<paren>[A-Da-d])\s*\)"  # (C) or (c)
     r"|(?P<upper>[A-D])(?![A-Za-z])"  # C, C., C) but not "Apple"
-    r"|(?P<lower>[a-d])(?=\s*\.?\s*$|[).:,*}$])"  # c at the very end, or c followed by markup
+    # c at the very end, or c followed by markup
+    r"|(?P<lower>[a-d])(?=\s*\.?\s*$|[).:,*}$\"'”’])"
     r")"
 )  # case-sensitive on purpose: an upper-case letter is a choice, a lower-case one may be prose
-# A cue must say "is" or ":" so that "Answer A is wrong" or "Option B fails" in an explanation
-# are not read as the choice.
-_CUE = re.compile(r"(?:answer|option|choice)\s*(?:is\b|:|=)\s*:?\s*" + CUE_MARKUP, re.IGNORECASE)
+# Up to three plain words between a cue and the letter ("for sure", "definitely option"),
+# none of them a negation: "The answer is not A" must not read as A.
+_FILLER = re.compile(
+    r"(?:(?!(?:not|never|no|neither|nor|isn't|cannot|can't)\b)(?:[a-z]+|I),?\s+){1,3}?"
+    r"(?:\(\s*(?P<paren>[A-D])\s*\)|\*\*(?P<bold>[A-D])\*\*|(?P<upper>[A-D]))(?![A-Za-z'’])"
+)
+# A cue must say "is", "be" or ":" so that "Answer A is wrong" or "Option B fails" in an
+# explanation are not read as the choice.
+_CUE = re.compile(
+    r"(?:answer|option|choice)\s*(?:is\b|(?:would|should|must|will)\s+be\b|:|=)\s*:?\s*"
+    + CUE_MARKUP,
+    re.IGNORECASE,
+)
 _MARKED = re.compile(r"\(([A-D])\)|\*\*\s*\(?([A-D])\)?\s*\*\*")
+# "D. it can't be A or B", "**(B)** because", "C: ...": a letter opening the reply as a choice.
+_LEADING = re.compile(r"\s*(?:\*\*)?\(?([A-D])(?:\)|\.|:|\*\*|\s*$)(?![A-Za-z])")
+# "it's B", "I'd go with C", "I choose (A)": the last letter named by a choosing phrase.
+_CHOSEN = re.compile(
+    r"(?i:\bit's|\bit\s+is|\bwould\s+be|\bshould\s+be|\bmust\s+be|\bchoose|\bpick|\bselect"
+    r"|\bgo\s+with|\bgoing\s+with)\s+(?:(?i:option|choice)\s+)?(?:\*\*)?\(?([A-D])\)?(?![\w'’-])"
+)  # only the phrase ignores case: "it is a hard one" names no choice
 _BOXED_LETTER = re.compile(r"\(?([A-Da-d])\)?(?![A-Za-z])")
 _BOXED_NOISE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|bf)\b|[{}$\s]")
 _BARE = re.compile(r"\W*([A-Da-d])\W*")
 _GOLD = re.compile(r"\s*\(?([A-Da-d])\)?\.?\s*")
+# A gold label followed by its option text: "(D) Alina", "C Cecile", "A Peter\n...".
+_GOLD_LABELLED = re.compile(r"\s*\(?([A-D])(?:[.):]|\s)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +83,8 @@ class ChoiceVerifier:
     Example:
         >>> ChoiceVerifier().extract("<think>...</think> The answer is (c).")
         'C'
+        >>> ChoiceVerifier().extract("It is not A, so therefore I think it's B")
+        'B'
     """
 
     name = "choice"
@@ -68,29 +105,54 @@ class ChoiceVerifier:
         if boxed is not None:
             match = _BOXED_LETTER.match(_BOXED_NOISE.sub("", boxed))
             return match.group(1).upper() if match else None
-        for cue in reversed(list(_CUE.finditer(window))):
-            match = _LETTER_AT.match(window, cue.end())
-            if match:
-                return next(g for g in match.groups() if g).upper()
-        marked = None
-        for marked in _MARKED.finditer(window):
-            pass
-        if marked:
-            return (marked.group(1) or marked.group(2)).upper()
-        bare = _BARE.fullmatch(window)
-        return bare.group(1).upper() if bare else None
+        letter = _after_cue(window) or _last_marked(window)
+        if letter is None:
+            leading = _LEADING.match(answer_region(text))  # anchored: cheap on any length
+            letter = leading.group(1) if leading else None
+        if letter is None:
+            chosen = None
+            for chosen in _CHOSEN.finditer(window):
+                pass
+            letter = chosen.group(1) if chosen else None
+        if letter is None:
+            bare = _BARE.fullmatch(window)
+            letter = bare.group(1) if bare else None
+        return letter.upper() if letter else None
 
     def verify(self, gold: str, text: str) -> bool | None:
         """Whether the chosen letter is `gold`.
 
         Args:
-            gold: the correct letter, "A" to "D" (any case, optionally in parentheses).
+            gold: the correct letter, "A" to "D" (any case, optionally in parentheses), or a
+                label with its option text ("(D) Alina", "C Cecile").
             text: the model's output.
 
         Returns:
-            True or False; None when `gold` is not one of A-D.
+            True or False; None when `gold` names none of A-D.
         """
-        match = _GOLD.fullmatch(gold) if isinstance(gold, str) else None
-        if match is None:
+        if not isinstance(gold, str):
             return None
-        return self.extract(text) == match.group(1).upper()
+        match = _GOLD.fullmatch(gold) or _GOLD_LABELLED.match(gold)
+        letter = match.group(1).upper() if match else self.extract(gold)
+        if letter is None:
+            return None
+        return self.extract(text) == letter
+
+
+def _after_cue(window: str) -> str | None:
+    """The letter after the last answer cue that is followed by one."""
+    for cue in reversed(list(_CUE.finditer(window))):
+        match = _LETTER_AT.match(window, cue.end())
+        if match:
+            return next(g for g in match.groups() if g)
+        match = _FILLER.match(window, cue.end())
+        if match:
+            return next(g for g in match.groups() if g)
+    return None
+
+
+def _last_marked(window: str) -> str | None:
+    marked = None
+    for marked in _MARKED.finditer(window):
+        pass
+    return (marked.group(1) or marked.group(2)) if marked else None

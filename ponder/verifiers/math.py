@@ -10,14 +10,37 @@ where it runs. It runs in long-lived child processes (`_worker.py`) because:
 
 Workers are started with `subprocess` (fork + immediate exec, safe while the parent holds
 threads) rather than `multiprocessing`, whose spawn and forkserver modes re-import the caller's
-`__main__` in the child. A worker that misses its deadline is killed; the next call starts a
-fresh one. Safe to call from any thread, concurrently. POSIX only (select on pipes, rlimits).
+`__main__` in the child. Safe to call from any thread, concurrently. POSIX only (select on
+pipes, rlimits).
+
+A failure of this machinery is never a verdict (`_Pool.call`):
+
+- a worker that dies (killed, crashed, closed its pipe) or runs out of memory is replaced and
+  the call retried, twice at most; if it still fails, `VerifierError` names the cause;
+- an answer that keeps a worker busy past `timeout_s` (sympy stuck in C on `10^{10^{10^{10}}}`)
+  is a property of the answer: the worker is killed and the call retried once on a fresh one
+  (the first kill may have hit a worker that was merely starved or stopped); a second timeout
+  is the answer's verdict, False (None for extract). Most such answers never get that far: the
+  worker's own soft deadline, at 70% of `timeout_s`, answers False without losing the worker.
+
+Semantics are Math-Verify 0.9's, with its `LatexExtractionConfig(boxed_match_priority=0)` and
+`ExprExtractionConfig()` both on, at its default precision. Where ponder differs, on purpose:
+
+- several boxes: the final group is read as Math-Verify joins boxes, except across a
+  self-correction ("\\boxed{4} wait, actually \\boxed{3}" is 3, not {3, 4}): `_text.final_boxes`;
+- a gold with a decimal comma ("1,22") accepts 1.22 and the list {1, 22}; a gold with `\\pm` is
+  written out as its values (latex2sympy cannot parse `\\frac{-1 \\pm \\sqrt{13}}{4}`):
+  `_text.gold_readings`;
+- plain-text numbers are always extracted, so an answer Math-Verify's latex-only mode would miss
+  (a number on its own line inside `$ ... $`) still counts; tests run at a looser precision
+  than 6 digits, or with set-relation comparison on, disagree accordingly.
 """
 
 import json
 import os
 import queue
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -26,11 +49,23 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.verifiers._text import answer_window, last_boxed
+from ponder.verifiers._text import (
+    FINAL_ANSWER,
+    answer_window,
+    expand_plus_minus,
+    final_boxes,
+    gold_readings,
+    last_boxed_span,
+)
 
-__all__ = ["MathVerifier", "MathVerifierConfig", "WorkerStartError"]
+__all__ = ["MathVerifier", "MathVerifierConfig", "VerifierError", "WorkerStartError"]
 
 _WORKER_PATH = Path(__file__).with_name("_worker.py")
+# The worker answers False by itself at this share of timeout_s; the rest is slack for a loaded
+# machine, so that a hard kill (and its retry on a fresh worker) stays the exception.
+_SOFT_SHARE = 0.7
+# Attempts per call after the first when a worker dies or errs (a hard timeout gets one).
+_RETRIES = 2
 # Run _worker.py by path without putting its folder on sys.path (it holds a `math.py` that
 # would shadow the standard library) and without importing the `ponder` package.
 _BOOTSTRAP = (
@@ -54,13 +89,22 @@ class MathVerifierConfig:
     """Address-space limit of each worker (RLIMIT_AS; a worker needs about 100 MB); 0 for none."""
 
 
-class _WorkerFailed(Exception):
-    """The worker timed out, died, or broke protocol; it must be replaced."""
+class VerifierError(RuntimeError):
+    """The verifier's machinery failed (a worker died, ran out of memory, or could not be
+    restarted) even after retries: there is no verdict, and none must be made up."""
 
 
-class WorkerStartError(RuntimeError):
+class WorkerStartError(VerifierError):
     """A worker could not start (Math-Verify missing, no memory): an environment problem that
     must not pass silently as "every answer is wrong"."""
+
+
+class _WorkerFailed(Exception):
+    """The worker died, erred or broke protocol; it must be replaced and the call retried."""
+
+
+class _HardTimeout(_WorkerFailed):
+    """The worker was still busy at the call's deadline (or the kernel's CPU limit killed it)."""
 
 
 class _Worker:
@@ -71,6 +115,8 @@ class _Worker:
         self._proc: subprocess.Popen | None = None
         self._buffer = b""
         self._owner = os.getpid()
+        self.starts = 0
+        """How many times a process of this worker started and said it was ready."""
 
     @property
     def pid(self) -> int | None:
@@ -84,13 +130,15 @@ class _Worker:
             self._proc, self._buffer, self._owner = None, b"", os.getpid()
         if self._proc is None:
             self._start()
-        request = {**request, "soft_timeout": self._config.timeout_s * 0.8}
+        request = {**request, "soft_timeout": self._config.timeout_s * _SOFT_SHARE}
         try:
             self._proc.stdin.write((json.dumps(request) + "\n").encode())
             self._proc.stdin.flush()
         except OSError as exc:
-            raise _WorkerFailed(f"worker pipe closed: {exc}") from exc
+            raise _WorkerFailed(f"worker pipe closed ({exc})") from exc
         reply = self._read(time.monotonic() + self._config.timeout_s)
+        if "error" in reply:
+            raise _WorkerFailed(f"worker error: {reply['error']}")
         if "result" not in reply:
             raise _WorkerFailed("worker broke protocol")
         return reply["result"]
@@ -118,6 +166,7 @@ class _Worker:
         if not hello.get("ready"):
             self.kill()
             raise WorkerStartError(f"math verifier worker failed to start: {hello.get('error')}")
+        self.starts += 1
 
     def _read(self, deadline: float) -> dict:
         """Read one JSON line from the worker before `deadline` (time.monotonic)."""
@@ -125,16 +174,27 @@ class _Worker:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                raise _WorkerFailed("timed out")
+                raise _HardTimeout("timed out")
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                raise _WorkerFailed("worker exited")
+                raise self._exit_cause()
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
             return json.loads(line)
         except ValueError as exc:
             raise _WorkerFailed("worker broke protocol") from exc
+
+    def _exit_cause(self) -> _WorkerFailed:
+        """Why the worker's output ended: the kernel's CPU limit is a timeout, anything else
+        (killed from outside, crashed) a death."""
+        try:
+            code = self._proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return _WorkerFailed("worker closed its output")
+        if code == -signal.SIGXCPU:
+            return _HardTimeout("worker hit its CPU limit")
+        return _WorkerFailed(f"worker exited unexpectedly (status {code})")
 
     def kill(self) -> None:
         """Stop the process (if any); the next call starts a fresh one."""
@@ -157,6 +217,7 @@ class _Pool:
     """A fixed set of lazily started workers shared by all threads of one verifier."""
 
     def __init__(self, config: MathVerifierConfig):
+        self.closed = False
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self.workers = [_Worker(config) for _ in range(max(1, config.workers))]
         for worker in self.workers:
@@ -167,18 +228,44 @@ class _Pool:
         self._finalizer = weakref.finalize(self, _kill_all, self.workers)
 
     def call(self, request: dict, failed):
-        """Run `request` on a free worker; `failed` is returned on timeout or crash."""
-        worker = self._idle.get()  # LIFO: the warm worker is reused before a cold one starts
-        try:
-            return worker.call(request)
-        except (_WorkerFailed, OSError, ValueError):  # OSError/ValueError: pipe closed under us
-            worker.kill()
-            return failed
-        except BaseException:
-            worker.kill()  # e.g. KeyboardInterrupt mid-read: the pipe is out of step now
-            raise
-        finally:
-            self._idle.put(worker)
+        """Run `request` on a free worker, retrying on a fresh one when the worker fails.
+
+        Args:
+            request: the JSON request.
+            failed: the verdict for an answer that times out twice (False or None).
+
+        Raises:
+            WorkerStartError: when no worker of this pool ever started (Math-Verify missing, no
+                memory): nothing ever worked, so it is the environment.
+            VerifierError: when workers keep dying, erring or failing to restart.
+        """
+        causes: list[str] = []
+        timeouts = 0
+        for _ in range(1 + _RETRIES):
+            if self.closed:
+                raise VerifierError("the math verifier was closed during the call")
+            worker = self._idle.get()  # LIFO: the warm worker is reused before a cold one starts
+            try:
+                return worker.call(request)
+            except WorkerStartError as exc:
+                if not any(w.starts for w in self.workers):
+                    raise  # no worker ever started here: an environment problem, said as such
+                causes.append(f"could not be restarted ({exc})")
+            except _HardTimeout as exc:
+                worker.kill()
+                timeouts += 1
+                if timeouts >= 2:
+                    return failed  # twice on fresh workers: the answer is what hangs
+                causes.append(str(exc))
+            except (_WorkerFailed, OSError, ValueError) as exc:  # OSError/ValueError: pipe closed
+                worker.kill()
+                causes.append(str(exc))
+            except BaseException:
+                worker.kill()  # e.g. KeyboardInterrupt mid-read: the pipe is out of step now
+                raise
+            finally:
+                self._idle.put(worker)
+        raise VerifierError(f"math verifier worker failed {len(causes)} times: {'; '.join(causes)}")
 
     def warm(self) -> None:
         """Start one worker in a background thread (a first call waits for it, not for a cold start)."""
@@ -197,7 +284,8 @@ class _Pool:
         threading.Thread(target=start, name="math-verifier-warm", daemon=True).start()
 
     def close(self) -> None:
-        """Kill every worker; a caller mid-request gets its op's negative answer."""
+        """Kill every worker; a caller mid-request gets a VerifierError."""
+        self.closed = True
         self._finalizer()
 
 
@@ -242,16 +330,22 @@ class MathVerifier:
             self._get_pool().warm()
 
     def _answer(self, text: str) -> str:
-        """What the worker gets: the last complete box alone, else the answer window.
+        """What the worker gets: the final group of boxes, else the answer window.
 
-        Sending only the last box makes "\\boxed{4} wait, actually \\boxed{3}" mean 3 (Math-Verify
-        alone would join the two boxes into {3, 4}).
+        The group is the last box and the boxes joined to it as Math-Verify joins them
+        ("\\boxed{1}, \\boxed{2} and \\boxed{3}" is {1, 2, 3}), except across a self-correction:
+        "\\boxed{4} wait, actually \\boxed{3}" means 3, where Math-Verify alone would read {3, 4}
+        (see `_text.final_boxes`). A `\\pm` in a box is written out as its two values. A
+        "The final answer is $X$. I hope it is correct." after the last box outranks it, as in
+        Math-Verify (the window goes to the worker whole).
         """
         if not isinstance(text, str):
             return ""
         window = answer_window(text, self.config.max_chars)
-        boxed = last_boxed(window)
-        return window if boxed is None else "\\boxed{" + boxed + "}"
+        boxes = final_boxes(window)
+        if not boxes or FINAL_ANSWER.search(window, last_boxed_span(window)[2]):
+            return window
+        return ", ".join("\\boxed{" + expand_plus_minus(box) + "}" for box in boxes)
 
     def extract(self, text: str) -> str | None:
         """The final answer as a canonical string for voting.
@@ -265,6 +359,7 @@ class MathVerifier:
 
         Raises:
             WorkerStartError: when no worker can start (an environment problem, not an answer's).
+            VerifierError: when workers keep failing: no answer could be read.
         """
         window = self._answer(text)
         if not window.strip():
@@ -276,7 +371,9 @@ class MathVerifier:
         """Whether `text` answers with something equivalent to `gold`.
 
         Args:
-            gold: the reference answer, plain LaTeX ("\\frac{\\sqrt{3}}{2}", "(1,2)", "3").
+            gold: the reference answer, plain LaTeX ("\\frac{\\sqrt{3}}{2}", "(1,2)", "3"). A
+                decimal comma ("1,22") matches both 1.22 and the pair {1, 22}; a `\\pm` is
+                written out as its two values (see `_text.gold_readings`).
             text: the model's output.
 
         Returns:
@@ -285,12 +382,13 @@ class MathVerifier:
 
         Raises:
             WorkerStartError: when no worker can start (an environment problem, not an answer's).
+            VerifierError: when workers keep failing: no verdict could be made.
         """
         if not isinstance(gold, str) or not gold.strip():
             return None
         window = self._answer(text)
-        gold = gold[: self.config.max_chars]
-        result = self._get_pool().call({"op": "verify", "gold": gold, "text": window}, False)
+        golds = [reading[: self.config.max_chars] for reading in gold_readings(gold)]
+        result = self._get_pool().call({"op": "verify", "golds": golds, "text": window}, False)
         return result if result is None or isinstance(result, bool) else False
 
     def worker_pids(self) -> list[int]:
