@@ -128,3 +128,23 @@ def test_python_dash_m_runs_the_audit(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "100.0%" in out.stdout
+
+
+def test_ponder_verify_command(tmp_path):
+    """`ponder verify FILE` prints the report; a bad row is one line naming file, row and field, exit 2."""
+    from typer.testing import CliRunner
+
+    from ponder.cli import app
+
+    good = tmp_path / "judged.jsonl"
+    good.write_text('{"gold": "32", "completion": "so $\\\\boxed{2^5}$", "kind": "integer", "expected": true}\n'
+                    '{"gold": "33", "completion": "The answer is 34", "kind": "integer", "expected": true}\n')
+    result = CliRunner().invoke(app, ["verify", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "integer" in result.stdout and "50.0%" in result.stdout and "false negatives" in result.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"gold": "1", "completion": "1", "kind": "essay", "expected": true}\n')
+    result = CliRunner().invoke(app, ["verify", str(bad)])
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "bad.jsonl:1" in line and "kind" in line

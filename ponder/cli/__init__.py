@@ -4,6 +4,7 @@
     ponder eval --benchmark arith -c ffs -n 8 --limit 32 --out runs/ffs8  # eval.py
     ponder train sgrpo --config recipes/tiny-sgrpo.yaml                   # train.py
     ponder serve --port 8000                                              # serve.py
+    ponder verify judged.jsonl                                            # verify.py
 
 Options shared by several commands (engine, model, Ray, controller options) and the one-line
 error are written once, in options.py. Also runnable as ``python -m ponder.cli ...``.
@@ -17,6 +18,7 @@ from ponder.cli import eval as eval_command
 from ponder.cli.serve import serve
 from ponder.cli.solve import solve
 from ponder.cli.train import train
+from ponder.cli.verify import verify
 
 __all__ = ["app"]
 
@@ -31,4 +33,5 @@ def main() -> None:
 app.command()(solve)
 app.add_typer(eval_command.app, name="eval")
 app.command()(serve)
+app.command()(verify)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(train)
