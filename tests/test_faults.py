@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ import pytest
 from ponder.benchmarks.data import DataError
 from ponder.benchmarks.registry import load_problems
 from ponder.controllers import Sampling, Single, get_controller
+from ponder.eval.store import RunDir, RunDirError, RunLock, read_results
 from ponder.prompts import FAMILIES, render
 from ponder.types import MAX_SEED, Problem, SamplingParams
 from ponder.verifiers import get_verifier
@@ -40,6 +42,76 @@ def ponder(*args: str) -> list[str]:
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+# ---------------------------------------------------------------- 1. one writer per run folder
+
+def _holder(lock: Path) -> int | None:
+    try:
+        return json.loads(lock.read_text() or "{}").get("pid")
+    except (OSError, ValueError):  # not there yet, or being written
+        return None
+
+
+def test_concurrent_writers_of_one_folder_are_refused_naming_the_holder(tmp_path):
+    """Two evals started together, then a --resume and a plain rerun while the winner runs:
+    every other writer exits 2 naming the winner's pid, and the folder holds one row per id."""
+    out, limit = tmp_path / "run", 24
+    args = ["eval", "--limit", str(limit), "-c", "majority", "-n", "4", "--out", str(out), "--no-progress"]
+    together = [subprocess.Popen(ponder(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                for _ in range(2)]
+    try:
+        deadline = time.time() + 240
+        while (holder := _holder(out / "run.lock")) not in {p.pid for p in together}:
+            assert time.time() < deadline and all(p.poll() is None for p in together), "neither eval took the lock"
+            time.sleep(0.05)
+        winner = next(p for p in together if p.pid == holder)
+        loser = next(p for p in together if p is not winner)
+        t_lock = time.time()
+        late = [subprocess.run(ponder(*args, *extra), capture_output=True, text=True, env=ENV, timeout=120)
+                for extra in (["--resume"], [])]
+        t_late = time.time()
+        _, loser_err = loser.communicate(timeout=240)
+        t_loser = time.time()
+        _, winner_err = winner.communicate(timeout=300)
+        print(f"\nlate refusals {t_late - t_lock:.1f}s after the lock, loser done {t_loser - t_lock:.1f}s, "
+              f"winner done {time.time() - t_lock:.1f}s")
+    finally:
+        for p in together:
+            p.kill()
+            p.wait()
+    assert winner.returncode == 0, winner_err[-2000:]
+    for code, stderr in [(loser.returncode, loser_err)] + [(r.returncode, r.stderr) for r in late]:
+        assert code == 2, stderr[-2000:]
+        [line] = error_lines(stderr)
+        assert f"pid {winner.pid}" in line and str(out) in line, line
+    rows, _ = read_results(out / "results.jsonl")
+    ids = [r["id"] for r in rows]
+    assert len(ids) == limit and len(set(ids)) == limit
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
+    code = ("import sys, time\nfrom ponder.eval.store import RunLock\nRunLock(sys.argv[1]).acquire()\n"
+            "print('held', flush=True)\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=rf"in use by another ponder eval \(pid {proc.pid} on "):
+            RunLock(tmp_path).acquire()
+        with pytest.raises(RunDirError, match=rf"pid {proc.pid}"):  # checking a folder probes the lock too
+            RunDir(tmp_path).check({"x": 1}, resume=True)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert json.loads((tmp_path / "run.lock").read_text())["pid"] == proc.pid  # the dead run's record is left
+    with RunLock(tmp_path) as lock:
+        assert lock.holder()["pid"] == os.getpid()
+        with RunLock(tmp_path):  # re-entrant within a process
+            pass
+        RunDir(tmp_path).check({"x": 1}, resume=True)  # this process's own lock does not refuse it
+    assert RunLock(tmp_path).holder() == {}
 
 
 # ---------------------------------------------------------------- 3. bounds, before a model loads
