@@ -14,8 +14,10 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -112,6 +114,69 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
             pass
         RunDir(tmp_path).check({"x": 1}, resume=True)  # this process's own lock does not refuse it
     assert RunLock(tmp_path).holder() == {}
+
+
+# ---------------------------------------------------------------- 2. Ray: stdout and addresses
+
+KILL_AN_ACTOR = """
+import asyncio, json, os, signal
+import ray
+from ponder.engines import make_engine
+from ponder.engines.base import complete
+from ponder.engines.ray import _probe_grpc
+from ponder.prompts import FAMILIES, render
+from ponder.types import SamplingParams
+
+async def main():
+    pool = make_engine("ray", engine="hf", actors=1, max_restarts=1, num_cpus=0.5)
+    gcs = ray.get_runtime_context().gcs_address
+    _probe_grpc(gcs, gcs.rsplit(":", 1)[0], int(gcs.rsplit(":", 1)[1]), 10)  # a real head passes the probe
+    pid = (await pool._actors[0].handle.ready.remote())["pid"]
+    ids = render(pool.tokenizer, "Compute 012+034", FAMILIES["tiny"])
+    task = asyncio.create_task(complete(pool, ids, SamplingParams(max_tokens=200, seed=1)))
+    while not pool.stats.generated_tokens:
+        await asyncio.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    done = await task
+    await asyncio.sleep(2)  # Ray's notice of the death reaches this driver meanwhile
+    print(json.dumps({"finish": done.finish_reason, "text": pool.tokenizer.decode(done.token_ids),
+                      "resubmissions": len(pool.resubmissions), "restarts": pool.restarts}))
+    await pool.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_ray_notices_stay_off_stdout_when_an_actor_dies():
+    """A 1-actor pool whose actor is SIGKILLed mid-request: the request waits for Ray's restart and
+    finishes; Ray's "(raylet) A worker died" notice goes to stderr, stdout is the JSON alone."""
+    r = subprocess.run([sys.executable, "-c", KILL_AN_ACTOR], capture_output=True, text=True, env=ENV, timeout=500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout)
+    assert result["finish"] == "stop" and result["resubmissions"] == 1 and result["restarts"] == 1
+    assert "\\boxed{" in result["text"]
+    assert "worker died" in r.stderr.lower(), "Ray did not report the death: the test would prove nothing"
+
+
+def test_an_address_that_is_not_a_ray_head_fails_fast(tmp_path):
+    """An open TCP port that never speaks gRPC: one clear error within 30 s, not an endless retry."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port, accepted = server.getsockname()[1], []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    start = time.time()
+    try:
+        r = subprocess.run(ponder("eval", "--ray", "--actors", "1", "--address", f"127.0.0.1:{port}", "--limit", "1",
+                                  "--no-progress", "--out", str(tmp_path / "run")),
+                           capture_output=True, text=True, env=ENV, timeout=120)
+    finally:
+        server.close()
+    assert time.time() - start < 30
+    assert r.returncode == 2, r.stderr[-2000:]
+    [line] = error_lines(r.stderr)
+    assert f"'127.0.0.1:{port}'" in line and "is not a Ray head" in line, line
+    assert accepted, "the probe never connected"
 
 
 # ---------------------------------------------------------------- 3. bounds, before a model loads
