@@ -231,6 +231,7 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
 
 async def _run_locked(config: RunConfig, problems: list[Problem], engine: Any, rundir: RunDir,
                       record: dict[str, Any], controller: Any, progress: bool, console: Any) -> RunResult:
+    """The body of `run_eval`, run while this process holds the folder's lock."""
     from ponder.controllers import get_controller
     from ponder.eval.progress import RunProgress
 
