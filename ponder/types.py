@@ -11,10 +11,18 @@ Stdlib only, so importing ponder stays fast and unit tests need no model. Token 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 __all__ = [
+    "MAX_SEED",
+    "DEFAULT_MAX_SAMPLES",
+    "DEFAULT_MAX_PROBLEM_BYTES",
+    "max_samples",
+    "max_problem_bytes",
+    "check_seed",
     "AnswerKind",
     "ANSWER_KINDS",
     "FinishReason",
@@ -24,6 +32,60 @@ __all__ = [
     "Trace",
     "Solution",
 ]
+
+MAX_SEED = 2**64 - 1
+"""Largest seed: engines seed a 64-bit generator (torch's ``manual_seed`` refuses more)."""
+DEFAULT_MAX_SAMPLES = 1024
+"""Most samples one controller may launch per problem, unless ``PONDER_MAX_SAMPLES`` says otherwise."""
+DEFAULT_MAX_PROBLEM_BYTES = 65536
+"""Most bytes of problem text (UTF-8), unless ``PONDER_MAX_PROBLEM_BYTES`` says otherwise."""
+
+
+def _env_limit(name: str, default: int) -> int:
+    # read at each call, so a test or a user can change it without reimporting ponder
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a positive integer (got {text!r})") from None
+    if value < 1:
+        raise ValueError(f"environment variable {name} must be a positive integer (got {text!r})")
+    return value
+
+
+def max_samples() -> int:
+    """Most samples per problem (``n`` of majority, ffs, deepconf): env ``PONDER_MAX_SAMPLES``, default 1024.
+
+    A typo like ``-n 10000`` would otherwise launch ten thousand requests at once."""
+    return _env_limit("PONDER_MAX_SAMPLES", DEFAULT_MAX_SAMPLES)
+
+
+def max_problem_bytes() -> int:
+    """Most UTF-8 bytes of one problem's text: env ``PONDER_MAX_PROBLEM_BYTES``, default 65536 (64 KB).
+
+    Checked while problem files are read and when a `Problem` is made, so an over-long problem
+    fails in milliseconds instead of after being tokenized (a 10 MB line took 24 s and 4.4 GB)."""
+    return _env_limit("PONDER_MAX_PROBLEM_BYTES", DEFAULT_MAX_PROBLEM_BYTES)
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+    """Refuse a seed that is not an integer in 0..2^64-1 (ValueError naming ``name``).
+
+    Floats are refused even when whole (``1e23``): JSON and ``-o seed=...`` turn big numbers into
+    floats that have lost their low digits, so the run would not be the one asked for."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{name} must be an integer in 0..2^64-1 (got {seed!r})")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in 0..2^64-1 (got {seed})")
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 AnswerKind = Literal["math", "integer", "choice"]
 ANSWER_KINDS: tuple[str, ...] = get_args(AnswerKind)
@@ -51,6 +113,11 @@ class Problem:
             raise ValueError(
                 f"Problem {self.id!r}: answer_kind must be one of {', '.join(ANSWER_KINDS)} (got {self.answer_kind!r})"
             )
+        limit = max_problem_bytes()
+        # a character is at most 4 bytes: encode only a prompt that may be over
+        if len(self.prompt) > limit // 4 and len(self.prompt.encode("utf-8")) > limit:
+            raise ValueError(f"Problem {self.id!r}: prompt is {len(self.prompt.encode('utf-8'))} bytes, over the "
+                             f"limit of {limit} (PONDER_MAX_PROBLEM_BYTES)")
 
 
 @dataclass(frozen=True)
@@ -80,10 +147,11 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise ValueError(f"SamplingParams.max_tokens must be >= 1 (got {self.max_tokens})")
-        if self.temperature < 0:
-            raise ValueError(f"SamplingParams.temperature must be >= 0 (got {self.temperature})")
-        if not 0 < self.top_p <= 1:
+        if not (_finite_number(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"SamplingParams.temperature must be a number >= 0 and finite (got {self.temperature})")
+        if not (_finite_number(self.top_p) and 0 < self.top_p <= 1):
             raise ValueError(f"SamplingParams.top_p must be in (0, 1] (got {self.top_p})")
+        check_seed(self.seed, "SamplingParams.seed")
         if self.top_k < 0:
             raise ValueError(f"SamplingParams.top_k must be >= 0 (got {self.top_k})")
         if self.logprobs is not None and self.logprobs < 0:

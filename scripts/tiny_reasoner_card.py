@@ -140,6 +140,15 @@ Task: `ponder.benchmarks.arith` sums (2-4 terms of 1-3 digits, zero-padded in th
 column by column, state the answer, then make 0-3 redundant "wait, check" passes that were
 corrupted with probability {training.get('corrupt_p')} in training, so the model overthinks by design.
 
+Input format: `Compute ` then 2-4 terms of 1-3 digits, each zero-padded to three digits, joined by
+`+` without spaces: `Compute 012+034`, `Compute 110+057+004`. That is the only shape it was trained
+on. Unpadded operands put digits in the wrong columns (`Compute 12+34` gave eight different
+answers over eight seeds), and terms of 4 digits or more than 4 terms are beyond it
+(`Compute 4721+389` answers 955). ponder brings prompts into this format when it renders them for
+this model (`FAMILIES["tiny"].format_problem`, `ponder/prompts/arith.py`): `Compute 12 + 34` and
+`What is 12+34?` become `Compute 012+034`; a prompt it cannot bring into the format is left as it
+is, with a one-line warning for the command line to show.
+
 Measured by `python scripts/train_tiny_reasoner.py --eval-only` on held-out problems
 (`ponder.benchmarks.arith.problems(n, seed={HELD_OUT_SEED})`, never trained on), hf engine, seeded:
 

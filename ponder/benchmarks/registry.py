@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ponder.benchmarks.data import (DataError, PONDER_SCHEMA, Row, first_line, answer_field, check_unique, load_ponder_file,
-                              ponder_problem, read_rows, row_id, text_field)
+from ponder.benchmarks.data import (DataError, PONDER_SCHEMA, Row, first_line, answer_field, check_unique, convert_rows,
+                                   finite_gold, load_ponder_file, ponder_problem, read_rows, row_id, text_field)
 from ponder.types import AnswerKind, Problem
 
 __all__ = ["Benchmark", "HubSource", "HubError", "BENCHMARKS", "get_benchmark", "load_problems", "shuffle_choices",
@@ -74,7 +74,7 @@ class Benchmark:
         if data is None and self.generate is not None:
             return self.generate(limit)
         rows = read_rows(data) if data is not None else _hub_rows(self)
-        problems = [self.convert(row) for row in rows]
+        problems = convert_rows(rows, self.convert)
         check_unique(problems, [row.where for row in rows])
         return problems[:limit] if limit else problems
 
@@ -167,6 +167,7 @@ def _gsm8k(row: Row) -> Problem:
     gold = answer.rsplit("####", 1)[1].strip().replace(",", "")
     if not gold:
         raise DataError(f"{row.where}: row {rid!r}: field 'answer': empty after '####'")
+    finite_gold(row, rid, "answer", gold)
     return Problem(f"{question.strip()}\n\n{MATH_INSTRUCTION}", gold, "integer", rid)
 
 

@@ -7,15 +7,16 @@ Solution``, built only from ``engine.stream`` calls, and registered by name in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ponder.controllers.trace import SampleContext
 from ponder.prompts import family_for, render
-from ponder.types import Problem, SamplingParams, Solution
+from ponder.types import MAX_SEED, Problem, SamplingParams, Solution, check_seed, max_samples
 from ponder.verifiers import warm
 
-__all__ = ["Controller", "Sampling", "make_context"]
+__all__ = ["Controller", "Sampling", "make_context", "check_n"]
 
 
 class Controller(Protocol):
@@ -39,18 +40,35 @@ class Sampling:
 
     def __post_init__(self) -> None:
         # fail when the controller is built (CLI: before a model loads), not at the first request
-        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
-            raise ValueError(f"temperature must be a number >= 0 (got {self.temperature!r})")
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+        if not (_number(self.temperature) and math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a number >= 0 and finite (got {self.temperature!r})")
+        if not (_number(self.top_p) and 0 < self.top_p <= 1):  # NaN fails the comparison too
             raise ValueError(f"top_p must be a number in (0, 1] (got {self.top_p!r})")
-        if not (isinstance(self.max_tokens, int) and self.max_tokens >= 1):
+        if not (isinstance(self.max_tokens, int) and not isinstance(self.max_tokens, bool) and self.max_tokens >= 1):
             raise ValueError(f"max_tokens must be an integer >= 1 (got {self.max_tokens!r})")
+        check_seed(self.seed)
 
     def params(self, index: int = 0, **changes: Any) -> SamplingParams:
-        """Engine parameters for sample ``index``; ``changes`` override fields."""
-        seed = None if self.seed is None else self.seed + index
+        """Engine parameters for sample ``index``; ``changes`` override fields.
+
+        Sample seeds wrap around at 2^64, so a base seed near the top stays a valid engine seed."""
+        seed = None if self.seed is None else (self.seed + index) % (MAX_SEED + 1)
         fields = dict(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, seed=seed)
         return SamplingParams(**{**fields, **changes})
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_n(controller: str, n: Any) -> None:
+    """Refuse a sample count that is not an integer in 1..`max_samples()` (ValueError naming ``n``)."""
+    limit = max_samples()
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{controller}: n must be an integer >= 1 (got {n!r})")
+    if n > limit:
+        raise ValueError(f"{controller}: n={n} is over the limit of {limit} samples per problem "
+                         f"(set PONDER_MAX_SAMPLES to raise it)")
 
 
 def make_context(problem: Problem, engine: Any, verifier: Any = None, family: str | None = None) -> SampleContext:

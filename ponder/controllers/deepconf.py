@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ponder.controllers.base import Sampling, make_context
+from ponder.controllers.base import Sampling, check_n, make_context
 from ponder.controllers.policy import Plain, SamplePolicy, check, mark_aborted, run_all
 from ponder.controllers.trace import SampleContext
 from ponder.controllers.vote import vote
@@ -57,7 +57,7 @@ class DeepConf:
     name = "deepconf"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and self.n >= 1, f"deepconf: n must be an integer >= 1 (got {self.n!r})")
+        check_n("deepconf", self.n)
         check(isinstance(self.warmup, int) and 1 <= self.warmup <= self.n,
               f"deepconf: warmup must be an integer in 1..n={self.n} (got {self.warmup!r})")
         check(isinstance(self.window, int) and self.window >= 1,

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ponder.controllers.base import Sampling, make_context
+from ponder.controllers.base import Sampling, check_n, make_context
 from ponder.controllers.policy import Plain, SamplePolicy, cancel, check, launch, mark_aborted
 from ponder.controllers.vote import vote
 from ponder.types import Problem, Solution, Trace
@@ -54,7 +54,7 @@ class FirstFinish:
     name = "ffs"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and self.n >= 1, f"ffs: n must be an integer >= 1 (got {self.n!r})")
+        check_n("ffs", self.n)
         check(isinstance(self.k, int) and 1 <= self.k <= self.n,
               f"ffs: k must be an integer in 1..n={self.n} (got {self.k!r})")
         check(self.mode in MODES, f"ffs: mode must be one of {', '.join(MODES)} (got {self.mode!r})")

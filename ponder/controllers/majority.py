@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ponder.controllers.base import Sampling, make_context
+from ponder.controllers.base import Sampling, check_n, make_context
 from ponder.controllers.policy import Plain, SamplePolicy, check, run_all
 from ponder.controllers.vote import vote
 from ponder.types import Problem, Solution, Trace
@@ -42,7 +42,7 @@ class Majority:
     name = "majority"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and self.n >= 1, f"majority: n must be an integer >= 1 (got {self.n!r})")
+        check_n("majority", self.n)
         check(self.weight in WEIGHTS, f"majority: weight must be one of {', '.join(WEIGHTS)} (got {self.weight!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:

@@ -4,7 +4,7 @@
     pool = make_engine("ray", engine="hf", actors=2)                 # local Ray, two tiny reasoners
     pool = make_engine("ray", engine="vllm", actors=8, num_gpus=1,    # an existing cluster
                        address="auto", model="Qwen/Qwen3-8B")
-    ponder solve "Compute 4721+389" -c ffs -n 8 --ray --actors 2
+    ponder solve "Compute 12+34" -c ffs -n 8 --ray --actors 2
 
 Each actor is an *async* Ray actor holding a real engine (`make_engine(engine, ...)`), so a
 cancelled request is stopped inside the actor while it runs (a sync actor would finish the task
@@ -19,8 +19,9 @@ engine has stopped; the pool's `stats` are the actors' own token counts.
 If an actor dies mid-request, each of its requests is resubmitted to a live actor as an exact
 prefix continuation (prompt + the tokens already streamed, the remaining ``max_tokens``), so the
 caller's stream goes on without losing or repeating a token; `resubmissions` records each one.
-Dead actors are restarted by Ray up to ``max_restarts`` times and rejoin the pool; with none left
-the request fails with a clear error. Continuations restart the sampler's random stream, and a
+Dead actors are restarted by Ray up to ``max_restarts`` times and rejoin the pool (while every
+actor is down and one is restarting, requests wait for it); with none left the request fails with
+a clear error. Continuations restart the sampler's random stream, and a
 stop string straddling the cut is not seen.
 """
 
@@ -88,6 +89,8 @@ class _Actor:
     requests: dict[str, _Request] = field(default_factory=dict)
     poller: asyncio.Task | None = None
     error: str = ""
+    reviving: bool = False
+    """Dead, and Ray is restarting it: requests wait for it when no other actor is alive."""
 
 
 class RayPool:
@@ -220,7 +223,7 @@ class RayPool:
                 ray.kill(actor.handle, no_restart=True)
             except Exception:  # already dead
                 pass
-            actor.alive = False
+            actor.alive = actor.reviving = False
 
     # -- routing ----------------------------------------------------------------------------
     def _pick(self) -> _Actor:
@@ -236,6 +239,8 @@ class RayPool:
         from ray.exceptions import RayActorError
 
         while True:
+            while not any(a.alive for a in self._actors) and any(a.reviving for a in self._actors):
+                await asyncio.sleep(0.1)  # the only actors are restarting (e.g. a 1-actor pool): wait
             actor = self._pick()
             req.arid = req.rid if req.attempt == 0 else f"{req.rid}~{req.attempt}"
             req.actor = actor
@@ -329,22 +334,26 @@ class RayPool:
             req.queue.put_nowait(_Died(arid, actor.index, actor.error))
         actor.requests.clear()
         if self.max_restarts > 0:
+            actor.reviving = True
             asyncio.get_running_loop().create_task(self._revive(actor))
 
     async def _revive(self, actor: _Actor) -> None:
         """Wait for Ray to restart the actor (its engine reloads), then route to it again."""
         deadline = time.monotonic() + self.startup_timeout
-        while True:
-            try:  # calls made while Ray still marks the actor dead fail: retry until it is back
-                await asyncio.wait_for(actor.handle.ready.remote(), max(1.0, deadline - time.monotonic()))
-                break
-            except Exception as exc:
-                if time.monotonic() > deadline or _gone_for_good(exc):
-                    actor.error = f"not restarted: {_first_line(exc)}"
-                    return
-                await asyncio.sleep(0.5)
-        actor.alive, actor.error = True, ""
-        self.restarts += 1
+        try:
+            while True:
+                try:  # calls made while Ray still marks the actor dead fail: retry until it is back
+                    await asyncio.wait_for(actor.handle.ready.remote(), max(1.0, deadline - time.monotonic()))
+                    break
+                except Exception as exc:
+                    if time.monotonic() > deadline or _gone_for_good(exc):
+                        actor.error = f"not restarted: {_first_line(exc)}"
+                        return
+                    await asyncio.sleep(0.5)
+            actor.alive, actor.error = True, ""
+            self.restarts += 1
+        finally:
+            actor.reviving = False
 
 
 def _gone_for_good(exc: BaseException) -> bool:
@@ -394,10 +403,7 @@ def _connect(address: str | None, local_cpus: int, timeout: float = 10.0) -> Non
     if address and address != "auto":
         url = urlparse(address if "://" in address else f"ray://{address}")
         host, port = url.hostname, url.port or (10001 if address.startswith("ray://") else 6379)
-        try:  # fail fast: Ray itself retries an unreachable address for a long time
-            socket.create_connection((host, port), timeout=timeout).close()
-        except OSError as exc:
-            raise PoolError(f"ray pool: cannot reach the Ray cluster at {address!r} ({host}:{port}): {exc}") from None
+        _probe_grpc(address, host, port, timeout)  # Ray itself retries a wrong address for a long time
     if ray.is_initialized():  # this process already joined a cluster: every pool shares it
         return
     start = time.perf_counter()
@@ -410,3 +416,64 @@ def _connect(address: str | None, local_cpus: int, timeout: float = 10.0) -> Non
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise PoolError(f"ray pool: cannot start or join {where} after {time.perf_counter() - start:.0f}s: "
                            f"{_first_line(exc)}") from None
+    _cluster_messages_to_stderr()
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+"""The HTTP/2 client preface and an empty SETTINGS frame: any gRPC server (a Ray head's GCS or its
+client server) answers with a SETTINGS frame of its own at once."""
+
+
+def _probe_grpc(address: str, host: str | None, port: int, timeout: float) -> None:
+    """Fail fast unless ``host:port`` speaks gRPC: a closed port, or an open one that is not a Ray
+    head (``ray.init`` would retry it for ever), is one PoolError naming the address."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise PoolError(f"ray pool: cannot reach the Ray cluster at {address!r} ({host}:{port}): {exc}") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        sock.close()  # a TLS head answers a plain preface with an alert: only reachability can be checked
+        return
+    try:
+        sock.settimeout(min(timeout, 5.0))  # a gRPC server answers in milliseconds
+        sock.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            data = sock.recv(9 - len(head))
+            if not data:
+                break
+            head += data
+    except OSError as exc:
+        head = b""
+        timed_out = isinstance(exc, socket.timeout)
+        why = f"no answer to a gRPC handshake within {sock.gettimeout():g}s" if timed_out else str(exc)
+    else:
+        why = "it closed the connection" if len(head) < 9 else f"it answered {head[:9]!r}"
+    finally:
+        sock.close()
+    if len(head) == 9 and head[3] == 0x04 and head[5:9] == b"\x00\x00\x00\x00":  # a SETTINGS frame
+        return
+    raise PoolError(f"ray pool: {address!r} ({host}:{port}) is not a Ray head: {why} (expected the GCS port, "
+                    f"default 6379, or ray://HOST:10001)")
+
+
+def _cluster_messages_to_stderr() -> None:
+    """Send Ray's own notices ("(raylet) A worker died ...") to stderr instead of stdout.
+
+    Ray prints the cluster's error messages on the driver's stdout (``is_err: False``) even with
+    ``log_to_driver=False``, which broke ``--json`` output when an actor died. The printing
+    function is looked up at each message, so replacing it here covers the running listener;
+    a Ray without it (another version) is left alone."""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:  # pragma: no cover - Ray's private layout changed
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_ponder_stderr", False):
+        return
+
+    def to_stderr(data: dict, *args: Any, **kwargs: Any) -> Any:
+        return original(dict(data, is_err=True), *args, **kwargs)
+
+    to_stderr._ponder_stderr = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_stderr

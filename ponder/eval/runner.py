@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ponder.eval.store import ResultsWriter, RunDir
+from ponder.eval.store import ResultsWriter, RunDir, RunLock
 from ponder.types import Problem
 
 __all__ = ["RunConfig", "RunResult", "RunAborted", "EngineStartError", "prepare", "run_eval", "evaluate", "build_engine", "label"]
@@ -218,13 +218,23 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
         console: the rich console for the bar.
 
     Raises:
-        RunDirError, ValueError: the run directory or the options cannot be used (nothing written).
+        RunDirError, ValueError: the run directory or the options cannot be used, or another process
+            is writing it (nothing written).
         RunAborted: more than ``concurrency + 4`` problems in a row raised.
     """
+    prepare(config, problems)  # bad options fail before the lock creates the directory
+    with RunLock(config.out):  # the only writer from here until the last row is written
+        # checked again under the lock: another run may have written rows since the check above
+        rundir, record = prepare(config, problems)
+        return await _run_locked(config, problems, engine, rundir, record, controller, progress, console)
+
+
+async def _run_locked(config: RunConfig, problems: list[Problem], engine: Any, rundir: RunDir,
+                      record: dict[str, Any], controller: Any, progress: bool, console: Any) -> RunResult:
+    """The body of `run_eval`, run while this process holds the folder's lock."""
     from ponder.controllers import get_controller
     from ponder.eval.progress import RunProgress
 
-    rundir, record = prepare(config, problems)
     controller = controller or get_controller(config.controller, **dict(config.options))
     rundir.commit(record)
     rows = list(rundir.done)
@@ -275,8 +285,9 @@ async def evaluate(config: RunConfig, problems: list[Problem] | None = None, eng
     own = engine is None
     engine = engine or await build_engine(config.engine, config.model, config.base_url)
     try:
-        result = await run_eval(config, problems, engine, progress=progress, console=console)
+        with RunLock(config.out):  # held through the summary too (run_eval takes it again, re-entrantly)
+            result = await run_eval(config, problems, engine, progress=progress, console=console)
+            return finish_run(config.out, extra={"wall_s": result.wall_s, "engine_tokens": result.engine_tokens})
     finally:
         if own:
             await engine.aclose()
-    return finish_run(config.out, extra={"wall_s": result.wall_s, "engine_tokens": result.engine_tokens})

@@ -7,24 +7,40 @@ them) and any duplicate id, rewriting the file atomically (temp file, fsync, ren
 written are never lost. A directory made with a different configuration is refused, before
 anything is written.
 
-    from ponder.eval.store import read_results
+One process at a time writes a run directory: `RunLock` holds an advisory ``flock`` on
+``run.lock`` from before the results file is touched until the run ends, with the holder's pid
+and host written in the file. A second writer (another run into the same ``--out``, or a
+``--resume`` of a run still going) fails at once with one line naming that pid; two writers
+would otherwise duplicate rows, or one would compact the file while the other appends to the
+replaced copy. The kernel drops the lock when its process dies, however it dies, so the lock of
+a killed run is simply taken over.
+
+    from ponder.eval.store import read_results, RunLock
     rows, intact_bytes = read_results("runs/x/results.jsonl")
+    with RunLock("runs/x"):
+        ...  # the only writer of runs/x
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunDir", "RunDirError", "ResultsWriter", "read_results", "write_atomic", "to_json", "CONFIG", "RESULTS"]
+__all__ = ["RunDir", "RunDirError", "RunLock", "ResultsWriter", "read_results", "write_atomic", "to_json",
+           "CONFIG", "RESULTS", "LOCK"]
 
 CONFIG = "config.json"
 """What was run: ``identity`` (must match to resume), ``settings`` (may change), ``problems``."""
 RESULTS = "results.jsonl"
 """One JSON object per line, one line per problem, in the order they finished."""
+LOCK = "run.lock"
+"""Locked (flock) by the process writing the run; holds its pid, host and start time."""
 
 
 class RunDirError(ValueError):
@@ -46,7 +62,7 @@ def to_json(obj: Any, indent: int | None = None) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never share one
     with tmp.open("w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -125,6 +141,7 @@ class RunDir:
         """
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"{self.path}: exists and is not a directory")
+        RunLock(self.path).probe()
         config = self.read_config()
         rows, intact = read_results(self.results_path)
         if config is None and self.results_path.exists():
@@ -163,6 +180,102 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
         elif a != b:
             parts.append(f"{prefix}{key}: {a!r} there, {b!r} now")
     return "; ".join(parts)
+
+
+_HELD: dict[str, list[int]] = {}
+"""Run directories this process has locked: resolved path -> [fd, depth] (the lock is re-entrant)."""
+
+
+class RunLock:
+    """The advisory lock of one run directory (see the module docstring); a context manager.
+
+    Re-entrant within a process, so a caller may hold it around `run_eval` (which takes it too)
+    and the summary written after it.
+    """
+
+    def __init__(self, path: str | Path):
+        self.dir = Path(path)
+        self.path = self.dir / LOCK
+
+    @property
+    def _key(self) -> str:
+        return str(self.dir.resolve())
+
+    def acquire(self) -> RunLock:
+        """Take the lock (creating the directory), or raise RunDirError naming its holder."""
+        if self._key in _HELD:
+            _HELD[self._key][1] += 1
+            return self
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RunDirError(f"{self.dir}: exists and is not a directory")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + 0.5  # outlasts another process's `probe`, which locks for an instant
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise RunDirError(self._busy()) from None
+                time.sleep(0.05)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)  # a killed holder's record is replaced
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        os.fsync(fd)
+        _HELD[self._key] = [fd, 1]
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (the file stays: removing it would let two processes lock two files)."""
+        entry = _HELD.get(self._key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _HELD[self._key]
+        try:
+            os.ftruncate(entry[0], 0)  # nobody holds it now
+            fcntl.flock(entry[0], fcntl.LOCK_UN)
+        finally:
+            os.close(entry[0])
+
+    def probe(self) -> None:
+        """Raise RunDirError when another process holds the lock; takes and creates nothing."""
+        if self._key in _HELD or not self.path.exists():
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunDirError(self._busy()) from None
+        finally:
+            os.close(fd)  # closing drops a lock taken here
+
+    def holder(self) -> dict[str, Any]:
+        """What the holder wrote in the lock file ({} while it is still writing it)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _busy(self) -> str:
+        h = self.holder()
+        who = f"pid {h.get('pid', '?')} on {h.get('host', '?')}, since {h.get('started', '?')}" if h else "pid unknown"
+        return (f"{self.dir} is in use by another ponder eval ({who}; lock {self.path}); wait for it to end, "
+                f"or choose another --out")
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class ResultsWriter:

@@ -5,17 +5,27 @@ starts and ends, the cue that makes it state an answer, the word that extends th
 "Wait"), and S-GRPO's exit prompt. `family_for(tokenizer, name)` picks one; `render` turns a
 problem into prompt token ids through the tokenizer's own chat template.
 
+User text (the problem, a system prompt) stays text: a ``</think>`` or ``<|im_end|>`` typed in a
+problem is encoded as ordinary characters, never as the model's control token (literal.py). A
+family may also bring problems into the format its model was trained on: the tiny reasoner's
+`format_problem` zero-pads sums (``Compute 12+34`` -> ``Compute 012+034``, see arith.py) and
+returns a one-line warning for prompts outside its format.
+
     from ponder.prompts import family_for, render
     fam = family_for(tokenizer, "Qwen/Qwen3-8B")
     ids = render(tokenizer, "Compute 1+2", fam)
+    prompt, warning = FAMILIES["tiny"].format_problem("Compute 4721+389")   # warning: 4 digits
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["ModelFamily", "FAMILIES", "family_for", "render", "split_thinking"]
+from ponder.prompts.arith import format_sum
+from ponder.prompts.literal import encode_literal, render_pieces
+
+__all__ = ["ModelFamily", "FAMILIES", "family_for", "render", "split_thinking", "encode_literal"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,14 @@ class ModelFamily:
     """S-GRPO's early-exit sentence, inserted before ``think_end`` at each exit position."""
     chat_kwargs: tuple[tuple[str, Any], ...] = ()
     """Extra keyword arguments for ``apply_chat_template`` (e.g. Qwen3's ``enable_thinking``)."""
+    problem_format: Callable[[str], tuple[str, str | None]] | None = None
+    """Brings a problem into the model's trained input format: ``(prompt, warning or None)``;
+    None: prompts are used as given."""
+
+    def format_problem(self, prompt: str) -> tuple[str, str | None]:
+        """``(the prompt as the model should see it, a one-line warning when it is outside the
+        model's format, else None)``. `render` applies the first part; a CLI prints the second."""
+        return self.problem_format(prompt) if self.problem_format else (prompt, None)
 
     def force_suffix(self, with_exit_prompt: bool = False) -> str:
         """The text that ends thinking now and cues the answer."""
@@ -46,7 +64,9 @@ FAMILIES: dict[str, ModelFamily] = {
     # The embedded tiny reasoner writes `</think>\boxed{N}`; the cue is the boxed opener itself.
     # Trained on thinking cut at arbitrary points and closed with `</think>\boxed{N}`: an empty
     # exit prompt keeps S-GRPO's exits in distribution for it.
-    "tiny": ModelFamily("tiny", "<think>", "</think>", "\\boxed{", wait="wait, ", exit_prompt=""),
+    # It was trained only on zero-padded sums ("Compute 012+034"): its prompts are normalised to that.
+    "tiny": ModelFamily("tiny", "<think>", "</think>", "\\boxed{", wait="wait, ", exit_prompt="",
+                        problem_format=format_sum),
     "qwen3": ModelFamily(
         "qwen3", "<think>", "</think>", "\n\n**Final Answer**\n\\boxed{", chat_kwargs=(("enable_thinking", True),)
     ),
@@ -78,16 +98,17 @@ def family_for(tokenizer: Any = None, name: str | None = None, family: str | Non
 def render(tokenizer: Any, prompt: str, family: ModelFamily | None = None, system: str | None = None) -> list[int]:
     """Token ids of the chat-templated prompt, ready for generation.
 
-    The template's text is encoded without adding special tokens again, because templates
-    already write their own BOS.
+    The prompt first goes through ``family.format_problem``. The template's own text is encoded
+    with its control tokens (and without adding special tokens again: templates write their own
+    BOS); ``prompt`` and ``system`` are encoded so that control-token strings in them stay text.
     """
+    if family is not None:
+        prompt = family.format_problem(prompt)[0]
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     kwargs = dict(family.chat_kwargs) if family else {}
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **kwargs)
-    else:  # base models without a template: plain text prompt
-        text = prompt
-    return list(tokenizer.encode(text, add_special_tokens=False))
+        return render_pieces(tokenizer, messages, **kwargs)
+    return encode_literal(tokenizer, prompt)  # base models without a template: plain text prompt
 
 
 def split_thinking(text: str, family: ModelFamily) -> tuple[str, str, bool]:
