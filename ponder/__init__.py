@@ -1,7 +1,7 @@
 """ponder: control how much a reasoning model thinks at test time, and teach it to stop early.
 
     import ponder
-    solution = ponder.solve("Compute 4721+389")      # the embedded tiny reasoner on CPU
+    solution = ponder.solve("Compute 472+389")      # the embedded tiny reasoner on CPU
     print(solution.answer, solution.total_tokens)
 
 Importing ponder loads no torch, vLLM or Ray; engines import them when they are made.

@@ -1,7 +1,7 @@
 """The Python face of ponder: `solve()` one problem with a named controller, sync or async.
 
     import ponder
-    sol = ponder.solve("Compute 4721+389")                        # tiny reasoner, hf engine
+    sol = ponder.solve("Compute 472+389")                        # tiny reasoner, hf engine
     with ponder.Solver(model="Qwen/Qwen3-8B", engine="vllm") as s:  # keeps the engine warm
         sol = s.solve(problem, controller="single", temperature=0.6)
 

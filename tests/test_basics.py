@@ -85,11 +85,19 @@ def test_cli_bad_options_exit_2_with_one_line(args, needle):
 
 
 def test_cli_solve_json_on_the_tiny_reasoner():
-    r = _ponder("solve", "Compute 4721+389", "--json", "--temperature", "0", "--answer-kind", "integer", "--gold", "5110")
+    r = _ponder("solve", "Compute 472+389", "--json", "--temperature", "0", "--answer-kind", "integer", "--gold", "861")
     assert r.returncode == 0, r.stderr
     sol = json.loads(r.stdout)
     assert set(sol) >= {"answer", "traces", "total_tokens", "sequential_tokens", "wasted_tokens", "wall_s"}
     trace = sol["traces"][0]
     assert trace["finish_reason"] == "stop" and trace["tokens"] == sol["total_tokens"] > trace["thinking_tokens"] > 0
     assert "</think>" in trace["text"]
-    assert sol["correct"] == (sol["answer"] == "5110")
+    assert sol["correct"] is True and sol["answer"] == "861"  # the README's first example is right
+    assert r.stderr.count("warning") == 0
+
+
+def test_cli_solve_warns_outside_the_tiny_reasoners_format():
+    r = _ponder("solve", "Compute 4721+389", "--temperature", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "4721" in warnings[0]

@@ -145,7 +145,7 @@ def _execute(configs: list, problems: list, out: Path, key: str | None, values: 
 async def _run_all(configs: list, problems: list, out: Path, key: str | None, values: list, progress: bool) -> None:
     from ponder.eval.report import compare, finish_run, rich_table, wide_console
     from ponder.eval.runner import build_engine, run_eval
-    from ponder.eval.store import to_json, write_atomic
+    from ponder.eval.store import RunLock, to_json, write_atomic
     from ponder.verifiers import warm
 
     first = configs[0]
@@ -156,8 +156,10 @@ async def _run_all(configs: list, problems: list, out: Path, key: str | None, va
     try:
         summaries = []
         for config in configs:
-            result = await run_eval(config, problems, engine, progress=progress)
-            summaries.append(finish_run(config.out, {"wall_s": result.wall_s, "engine_tokens": result.engine_tokens}))
+            with RunLock(config.out):  # the summary is written under the run's lock too
+                result = await run_eval(config, problems, engine, progress=progress)
+                summaries.append(finish_run(config.out, {"wall_s": result.wall_s,
+                                                         "engine_tokens": result.engine_tokens}))
     finally:
         await engine.aclose()
     if key is None:

@@ -63,6 +63,7 @@ def solve(
             min_thinking_tokens=min_thinking_tokens, extend=extend, answer_tokens=answer_tokens,
             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
         get_controller(controller, **dict(options))  # validate options before loading a model
+        _warn_about_format(problem, model)
         solution = _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options)
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
         fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
@@ -70,6 +71,16 @@ def solve(
         typer.echo(json.dumps(solution.to_dict()))
         return
     _print_solution(solution)
+
+
+def _warn_about_format(problem: str, model: str | None) -> None:
+    """A prompt outside the model's trained input format (the tiny reasoner's sums) is said on stderr."""
+    from ponder.engines.models import resolve_model
+    from ponder.prompts import family_for
+
+    _, warning = family_for(name=resolve_model(model)).format_problem(problem)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options):

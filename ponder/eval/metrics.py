@@ -107,12 +107,14 @@ def summarize(rows: Sequence[dict[str, Any]], expected: int | None = None) -> di
     """Metrics of one run from its result rows (see runner.py for the row format).
 
     Rows whose gold answer could not be parsed are skipped (listed by id); rows whose controller
-    raised are errors (listed, scored as wrong). pass@k and maj@k appear when every scored row
+    raised are errors (listed, scored as wrong); rows whose verifier failed (``verifier_error``: an
+    infrastructure failure, never a verdict) are listed and not scored. pass@k and maj@k appear when every scored row
     has at least two complete samples; k goes up to the fewest any row has.
     """
     skipped = [r["id"] for r in rows if r.get("skipped")]
     errors = [r["id"] for r in rows if r.get("error")]
-    scored = [r for r in rows if not r.get("skipped")]
+    verifier_errors = [r["id"] for r in rows if r.get("verifier_error")]
+    scored = [r for r in rows if not r.get("skipped") and not r.get("verifier_error")]
     correct = sum(1 for r in scored if r.get("correct"))
     n = len(scored)
     lo, hi = wilson(correct, n)
@@ -134,6 +136,7 @@ def summarize(rows: Sequence[dict[str, Any]], expected: int | None = None) -> di
         "finish_reasons": dict(Counter(s.get("finish_reason") for r in solved for s in r.get("samples", []))),
         "skipped": skipped,
         "errors": errors,
+        "verifier_errors": verifier_errors,
     }
     per_row = [complete_samples(r) for r in solved]
     fewest = min((len(s) for s in per_row), default=0)

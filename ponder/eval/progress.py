@@ -27,7 +27,7 @@ class RunProgress:
     def __init__(self, total: int, rows: list[dict[str, Any]], *, enabled: bool = True, console: Any = None,
                  title: str = "eval"):
         self.total, self.enabled, self.title = total, enabled, title
-        self.scored = sum(1 for r in rows if not r.get("skipped"))
+        self.scored = sum(1 for r in rows if not r.get("skipped") and not r.get("verifier_error"))
         self.correct = sum(1 for r in rows if r.get("correct"))
         self.done = len(rows)
         self.tokens = 0
@@ -51,7 +51,7 @@ class RunProgress:
     def update(self, row: dict[str, Any], elapsed_s: float, engine_tokens: int | None) -> None:
         """Count a finished row; ``engine_tokens``: the engine's own count since the run started."""
         self.done += 1
-        if not row.get("skipped"):
+        if not row.get("skipped") and not row.get("verifier_error"):
             self.scored += 1
             self.correct += bool(row.get("correct"))
         self.tokens = engine_tokens if engine_tokens is not None else self.tokens + row.get("total_tokens", 0)

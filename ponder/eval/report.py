@@ -98,7 +98,8 @@ def _cells(s: dict[str, Any]) -> list[str]:
     lo, hi = s["ci95"]
     nan = acc is None or (isinstance(acc, float) and math.isnan(acc))
     problems = f"{s['scored']}/{s['problems']}" + (f" ({len(s['skipped'])} skipped)" if s["skipped"] else "") + \
-        (f" ({len(s['errors'])} errors)" if s["errors"] else "")
+        (f" ({len(s['errors'])} errors)" if s["errors"] else "") + \
+        (f" ({len(s['verifier_errors'])} verifier errors)" if s.get("verifier_errors") else "")
 
     def at_k(name: str) -> str:
         ks = s.get(name) or {}
@@ -152,6 +153,8 @@ def _run_markdown(s: dict[str, Any]) -> str:
         out.append(f"- skipped (gold answer not parseable): {', '.join(map(str, s['skipped']))}")
     if s["errors"]:
         out.append(f"- errors (retried by --resume): {', '.join(map(str, s['errors']))}")
+    if s.get("verifier_errors"):
+        out.append(f"- verifier errors (not scored; redone by --resume): {', '.join(map(str, s['verifier_errors']))}")
     return "\n".join(out) + "\n"
 
 

@@ -10,7 +10,8 @@ progress bar shows problems done, running accuracy, the engine's tokens per seco
 
 Row format (one JSON object per line): ``id``, ``index``, ``answer_kind``, ``gold``, ``answer``,
 ``correct`` (bool; null when skipped), ``skipped`` (why, when the gold answer cannot be parsed),
-``error`` (when the controller raised; retried on resume), ``total_tokens``,
+``error`` (when the controller raised; retried on resume), ``verifier_error`` (the verifier's
+machinery failed: not scored, redone on resume), ``total_tokens``,
 ``sequential_tokens``, ``wasted_tokens``, ``latency_s``, ``samples`` (per trace: ``tokens``,
 ``thinking_tokens``, ``finish_reason``, ``aborted``, ``answer``, ``correct``, ``wasted_tokens``,
 ``text`` with ``save_text``), ``info`` (the controller's own facts).
@@ -162,12 +163,23 @@ class _Run:
         return await asyncio.to_thread(fn, *args) if kind == "math" else fn(*args)
 
     async def row(self, index: int, problem: Problem) -> dict[str, Any]:
-        from ponder.verifiers import judge
+        """One problem's row. A verifier that fails (not a verdict) gives a ``verifier_error`` row:
+        not scored, and redone by ``--resume``."""
+        from ponder.verifiers import VerifierError
 
-        kind, v = problem.answer_kind, self.verifier(problem.answer_kind)
-        row: dict[str, Any] = {"id": problem.id, "index": index, "answer_kind": kind, "gold": problem.gold,
-                               "answer": None, "correct": None, "total_tokens": 0, "sequential_tokens": 0,
-                               "wasted_tokens": 0, "latency_s": 0.0, "samples": []}
+        row: dict[str, Any] = {"id": problem.id, "index": index, "answer_kind": problem.answer_kind,
+                               "gold": problem.gold, "answer": None, "correct": None, "total_tokens": 0,
+                               "sequential_tokens": 0, "wasted_tokens": 0, "latency_s": 0.0, "samples": []}
+        try:
+            return await self._fill(row, problem, self.verifier(problem.answer_kind))
+        except VerifierError as exc:
+            row.update(answer=None, correct=None, samples=[], verifier_error=_one_line(exc))
+            return row
+
+    async def _fill(self, row: dict[str, Any], problem: Problem, v: Any) -> dict[str, Any]:
+        from ponder.verifiers import VerifierError
+
+        kind = problem.answer_kind
         t0 = time.perf_counter()
         unparseable = problem.gold is None or await self.call(kind, v.verify, problem.gold, "") is None
         self.runner_s += time.perf_counter() - t0
@@ -177,13 +189,22 @@ class _Run:
         start = time.perf_counter()
         try:
             solution = await self.controller.run(problem, self.engine, verifier=v)
+        except VerifierError:
+            raise
         except Exception as exc:  # noqa: BLE001 - recorded, retried on resume
-            text = str(exc).strip().splitlines()
-            row.update(correct=False, latency_s=time.perf_counter() - start,
-                       error=f"{type(exc).__name__}: {text[0][:300] if text else ''}")
+            row.update(correct=False, latency_s=time.perf_counter() - start, error=_one_line(exc))
             return row
         latency = time.perf_counter() - start
         t0 = time.perf_counter()
+        row.update(await self._judged(problem, solution, v), latency_s=round(latency, 4))
+        self.runner_s += time.perf_counter() - t0
+        return row
+
+    async def _judged(self, problem: Problem, solution: Any, v: Any) -> dict[str, Any]:
+        """The solution's answer, correctness, token accounting and per-sample facts."""
+        from ponder.verifiers import judge
+
+        kind = problem.answer_kind
         truth: dict[str, bool] = {}
         correct = bool(await self.call(kind, judge, solution, problem.gold, v))
         if solution.answer is not None:
@@ -198,11 +219,14 @@ class _Run:
             if self.config.save_text:
                 sample["text"] = t.text
             samples.append(sample)
-        row.update(answer=solution.answer, correct=correct, total_tokens=solution.total_tokens,
-                   sequential_tokens=solution.sequential, wasted_tokens=solution.wasted_tokens,
-                   latency_s=round(latency, 4), samples=samples, **({"info": solution.info} if solution.info else {}))
-        self.runner_s += time.perf_counter() - t0
-        return row
+        return dict(answer=solution.answer, correct=correct, total_tokens=solution.total_tokens,
+                    sequential_tokens=solution.sequential, wasted_tokens=solution.wasted_tokens, samples=samples,
+                    **({"info": solution.info} if solution.info else {}))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, controller: Any = None,
@@ -258,8 +282,8 @@ async def _run_locked(config: RunConfig, problems: list[Problem], engine: Any, r
                 t0 = time.perf_counter()
                 writer.append(row)
                 rows.append(row)
-                run.failures = run.failures + 1 if row.get("error") else 0
-                run.last_error = row.get("error") or run.last_error
+                run.failures = run.failures + 1 if row.get("error") or row.get("verifier_error") else 0
+                run.last_error = row.get("error") or row.get("verifier_error") or run.last_error
                 made = (stats.generated_tokens - tokens0) if stats is not None else None
                 bar.update(row, time.perf_counter() - start, made)
                 run.runner_s += time.perf_counter() - t0

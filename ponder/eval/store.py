@@ -2,8 +2,8 @@
 
 Rows are appended with one ``os.write`` each on an ``O_APPEND`` descriptor and fsynced before the
 next, so a run killed at any moment (SIGKILL included) leaves whole rows plus at most one torn last
-line. Resuming drops that torn line, the rows of problems that failed with an error (to retry
-them) and any duplicate id, rewriting the file atomically (temp file, fsync, rename); rows already
+line. Resuming drops that torn line, the rows of problems that failed with an error or a
+verifier error (to retry them) and any duplicate id, rewriting the file atomically (temp file, fsync, rename); rows already
 written are never lost. A directory made with a different configuration is refused, before
 anything is written.
 
@@ -154,7 +154,7 @@ class RunDir:
                               "or choose another --out")
         kept: dict[str, dict[str, Any]] = {}
         for row in rows:
-            if not row.get("error"):
+            if not (row.get("error") or row.get("verifier_error")):
                 kept.setdefault(str(row["id"]), row)
         size = self.results_path.stat().st_size if self.results_path.exists() else 0
         self._rewrite = len(kept) != len(rows) or intact != size
