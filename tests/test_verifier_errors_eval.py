@@ -39,23 +39,33 @@ async def _run(path, out, engine, resume=False):
     return result.rows
 
 
-async def test_killing_the_math_worker_during_an_eval_changes_no_row(hf_engine, tmp_path):
+async def test_killing_the_math_worker_during_an_eval_changes_no_row(hf_engine, tmp_path, monkeypatch):
     path = _math_file(tmp_path)
     quiet = await _run(path, tmp_path / "quiet", hf_engine)
     verifier = get_verifier("math")
-    stop, kills = threading.Event(), []
+    stop, kills, served = threading.Event(), [], [0]
+    for name in ("verify", "extract"):  # count answered calls, to know a worker is up and serving
+        real = getattr(verifier, name)
+
+        def counted(*args, _real=real):
+            out = _real(*args)
+            served[0] += 1
+            return out
+
+        monkeypatch.setattr(verifier, name, counted)
 
     def killer() -> None:
-        # about once a second, kill a worker that has been up for a second (killing one that is
-        # still importing sympy, again and again, would be a verifier that cannot start at all)
-        seen: dict[int, float] = {}
+        # about once a second, kill the worker once it has answered a call since it was first
+        # seen: a worker killed again and again while it still imports sympy would be a verifier
+        # that cannot start at all (a different fault, and one the verifier reports as such)
+        seen: dict[int, int] = {}
         while not stop.wait(0.2):
-            now = time.monotonic()
             for pid in verifier.worker_pids():
-                if now - seen.setdefault(pid, now) >= 1.0 and (not kills or now - kills[-1][1] >= 1.0):
+                first = seen.setdefault(pid, served[0])
+                if served[0] > first and (not kills or time.monotonic() - kills[-1][1] >= 1.0):
                     try:
                         os.kill(pid, signal.SIGKILL)
-                        kills.append((pid, now))
+                        kills.append((pid, time.monotonic()))
                     except ProcessLookupError:
                         pass
 
