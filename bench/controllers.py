@@ -49,7 +49,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
 }
 SWEEPS: dict[str, tuple[str, list]] = {
     "probe consistent": ("interval", [8, 32]),  # with the default row (16): a curve
-    "probe confidence": ("threshold", [0.5, 0.99, 0.998, 0.9995]),  # with the default row (0.95)
+    "probe confidence": ("threshold", [0.5, 0.99, 0.997, 0.999]),  # with the default row (0.95)
 }
 """Extra single-sample probe rows: setting label -> (option, values)."""
 GOALS = [  # (row, baseline, least accuracy or None: above the baseline's, most total tokens vs the baseline)
@@ -153,8 +153,11 @@ def plot(rows: dict[str, dict], n: int, path: Path) -> None:
         points = sorted((rows[p]["total"], 100 * rows[p]["accuracy"], v) for p, v in points if p in rows)
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{label} ({key} sweep)")
+            names: dict[tuple, list] = {}  # equal points share one label
             for x, y, v in points:
-                ax.annotate(f"{key}={v}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                names.setdefault((round(x, 1), round(y, 1)), []).append(str(v))
+            for (x, y), vs in names.items():
+                ax.annotate(f"{key}={','.join(vs)}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
             curves |= {label} | {f"{label} {key}={v}" for v in values}
     for label, r in rows.items():
         if label not in curves:

@@ -65,7 +65,7 @@ RULES = ("consistent", "confidence")
 class Probe:
     """Probe a thinking sample and exit once its answer settles; a controller and a per-sample policy."""
 
-    rule: Literal["consistent", "confidence"] = "consistent"
+    rule: Literal["consistent", "confidence"] = "confidence"
     """``consistent``: every ``interval`` tokens, stop after ``window`` equal trial answers
     (Dynasor-CoT); ``confidence``: at transition words, stop at a trial answer whose confidence is
     >= ``threshold`` (DEER)."""
