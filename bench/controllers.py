@@ -141,6 +141,7 @@ def goals(rows: dict[str, dict]) -> list[str]:
 
 def plot(rows: dict[str, dict], n: int, path: Path) -> None:
     """Accuracy against mean total tokens: one point per setting, the probe sweeps as curves."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -148,21 +149,24 @@ def plot(rows: dict[str, dict], n: int, path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     curves = set()
-    for label, (key, values) in SWEEPS.items():
+    palette = matplotlib.colormaps["tab20"].colors
+    for i, (label, (key, values)) in enumerate(SWEEPS.items()):
         points = [(label, SETTINGS[label][1].get(key, _default(label, key)))] + [(f"{label} {key}={v}", v) for v in values]
         points = sorted((rows[p]["total"], 100 * rows[p]["accuracy"], v) for p, v in points if p in rows)
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{label} ({key} sweep)")
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{label} ({key} sweep)",
+                    color=palette[2 * i])
             names: dict[tuple, list] = {}  # equal points share one label
             for x, y, v in points:
                 names.setdefault((round(x, 1), round(y, 1)), []).append(str(v))
             for (x, y), vs in names.items():
                 ax.annotate(f"{key}={','.join(vs)}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
             curves |= {label} | {f"{label} {key}={v}" for v in values}
+    colors = iter(palette[2 * len(SWEEPS):] * 2)  # the first ones went to the curves
     for label, r in rows.items():
         if label not in curves:
             ax.plot([r["total"]], [100 * r["accuracy"]], marker="s" if "probe" in label else "^", linestyle="none",
-                    label=label)
+                    color=next(colors), label=label)
     ax.set_xscale("log")
     ax.set_xlabel("mean total tokens per problem (probe tokens included)")
     ax.set_ylabel("accuracy (%)")
