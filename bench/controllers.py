@@ -2,15 +2,22 @@
 
 The tiny reasoner answers the same held-out `arith` problems under each controller in one run
 (hf engine, T=0.7, seeded), and every figure is also printed as a ratio to majority@8 measured in
-the same run.
+the same run. The probing controller (both rules, alone and under FFS@8) is checked against its
+goals (ratios to single and FFS@8 from the same run), and swept over ``interval`` / ``threshold``
+for an accuracy-vs-tokens plot.
 
-    python bench/controllers.py [--problems 200] [--engine hf] [--out bench/controllers.md]
+    python bench/controllers.py [--problems 200] [--engine hf] [--out bench/results/controllers.md]
+    python bench/controllers.py --problems 40 --only "single,FFS@8,probe*"   # a quick subset
+
+``--out X.md`` also writes ``X.json`` (every row) and ``X.png`` (accuracy vs mean total tokens).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fnmatch
+import json
 import statistics
 import time
 from pathlib import Path
@@ -35,7 +42,20 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "budget 96": ("budget_forcing", {"max_thinking_tokens": 96}),
     "budget 128": ("budget_forcing", {"max_thinking_tokens": 128}),
     "DeepConf@8": ("deepconf", {"n": 8}),
+    "probe consistent": ("probe", {"rule": "consistent"}),
+    "probe confidence": ("probe", {"rule": "confidence"}),
+    "FFS@8 probe consistent": ("ffs", {"n": 8, "sample": "probe", "rule": "consistent"}),
+    "FFS@8 probe confidence": ("ffs", {"n": 8, "sample": "probe", "rule": "confidence"}),
 }
+SWEEPS: dict[str, tuple[str, list]] = {
+    "probe consistent": ("interval", [8, 32]),  # with the default row (16): a curve
+    "probe confidence": ("threshold", [0.5, 0.99, 0.997, 0.999]),  # with the default row (0.95)
+}
+"""Extra single-sample probe rows: setting label -> (option, values)."""
+GOALS = [  # (row, baseline, least accuracy or None: above the baseline's, most total tokens vs the baseline)
+    ("probe consistent", "single", 0.85, 0.8), ("probe confidence", "single", 0.85, 0.8),
+    ("FFS@8 probe consistent", "FFS@8", None, 1.0), ("FFS@8 probe confidence", "FFS@8", None, 1.0),
+]
 
 
 async def run_setting(engine, name: str, options: dict, items: list[Problem], concurrency: int) -> dict:
@@ -60,11 +80,23 @@ async def run_setting(engine, name: str, options: dict, items: list[Problem], co
     }
 
 
+def settings() -> dict[str, tuple[str, dict]]:
+    """Every row: the settings, then the probe sweeps."""
+    rows = dict(SETTINGS)
+    for label, (key, values) in SWEEPS.items():
+        name, options = SETTINGS[label]
+        rows.update({f"{label} {key}={v}": (name, {**options, key: v}) for v in values})
+    return rows
+
+
 async def main_async(args) -> dict[str, dict]:
     engine = make_engine(args.engine)
     items = load_problems("arith", None, args.problems)  # the held-out seed-1 set
     rows = {}
-    for label, (name, options) in SETTINGS.items():
+    patterns = [p.strip() for p in args.only.split(",")] if args.only else ["*"]
+    for label, (name, options) in settings().items():
+        if not any(fnmatch.fnmatch(label, p) for p in patterns):
+            continue
         rows[label] = await run_setting(engine, name, options, items, args.concurrency)
         r = rows[label]
         print(f"{label}: accuracy {r['accuracy']:.3f} total {r['total']:.0f} sequential {r['sequential']:.0f} "
@@ -74,7 +106,7 @@ async def main_async(args) -> dict[str, dict]:
 
 
 def render(rows: dict[str, dict], n: int) -> tuple[Table, str]:
-    base = rows["majority@8"]
+    base = rows.get("majority@8") or next(iter(rows.values()))
     table = Table(title=f"controllers on {n} arith problems (tiny reasoner, T=0.7; ratios vs majority@8)")
     cols = ("controller", "accuracy", "mean total tokens", "mean sequential tokens", "mean wasted", "wall s")
     for col in cols:
@@ -90,18 +122,86 @@ def render(rows: dict[str, dict], n: int) -> tuple[Table, str]:
     return table, "\n".join(md) + "\n"
 
 
+def goals(rows: dict[str, dict]) -> list[str]:
+    """One line per probe goal: met or missed, with the ratios to its baseline from the same run."""
+    lines = []
+    for label, base_label, least, most in GOALS:
+        if label not in rows or base_label not in rows:
+            continue
+        r, base = rows[label], rows[base_label]
+        ratio = r["total"] / base["total"]
+        floor = least if least is not None else base["accuracy"]
+        acc_ok = r["accuracy"] >= floor if least is not None else r["accuracy"] > floor
+        want = f"accuracy {'>=' if least is not None else '>'} {100 * floor:.1f}%, total <= {most:.2f}x {base_label}"
+        verdict = "met" if acc_ok and ratio <= most else "missed"
+        lines.append(f"- {label}: {100 * r['accuracy']:.1f}% at {ratio:.2f}x {base_label}'s total tokens "
+                     f"({r['total']:.0f} vs {base['total']:.0f}); goal {want}: **{verdict}**")
+    return lines
+
+
+def plot(rows: dict[str, dict], n: int, path: Path) -> None:
+    """Accuracy against mean total tokens: one point per setting, the probe sweeps as curves."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    curves = set()
+    palette = matplotlib.colormaps["tab20"].colors
+    for i, (label, (key, values)) in enumerate(SWEEPS.items()):
+        points = [(label, SETTINGS[label][1].get(key, _default(label, key)))] + [(f"{label} {key}={v}", v) for v in values]
+        points = sorted((rows[p]["total"], 100 * rows[p]["accuracy"], v) for p, v in points if p in rows)
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{label} ({key} sweep)",
+                    color=palette[2 * i])
+            names: dict[tuple, list] = {}  # equal points share one label
+            for x, y, v in points:
+                names.setdefault((round(x, 1), round(y, 1)), []).append(str(v))
+            for (x, y), vs in names.items():
+                ax.annotate(f"{key}={','.join(vs)}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            curves |= {label} | {f"{label} {key}={v}" for v in values}
+    colors = iter(palette[2 * len(SWEEPS):] * 2)  # the first ones went to the curves
+    for label, r in rows.items():
+        if label not in curves:
+            ax.plot([r["total"]], [100 * r["accuracy"]], marker="s" if "probe" in label else "^", linestyle="none",
+                    color=next(colors), label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean total tokens per problem (probe tokens included)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"controllers on {n} arith problems (tiny reasoner, T=0.7)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _default(label: str, key: str):
+    from ponder.controllers import get_controller
+
+    name, options = SETTINGS[label]
+    return getattr(get_controller(name, **options), key)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--engine", default="hf")
     ap.add_argument("--concurrency", type=int, default=8, help="problems in flight (x8 samples each)")
-    ap.add_argument("--out", type=Path, default=None, help="also write the table as markdown here")
+    ap.add_argument("--out", type=Path, default=None, help="also write the table as markdown here (+ .json, .png)")
+    ap.add_argument("--only", default=None, help="comma-separated labels or patterns of the settings to run")
     args = ap.parse_args()
     rows = asyncio.run(main_async(args))
     table, md = render(rows, args.problems)
     Console(width=200).print(table)
+    lines = goals(rows)
+    print("\n".join(lines))
     if args.out:
-        args.out.write_text(md)
+        args.out.write_text(md + ("\nProbe goals (ratios to the baseline measured in the same run):\n\n"
+                                  + "\n".join(lines) + "\n" if lines else ""))
+        args.out.with_suffix(".json").write_text(json.dumps({"problems": args.problems, "rows": rows}, indent=1) + "\n")
+        plot(rows, args.problems, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

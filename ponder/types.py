@@ -209,6 +209,12 @@ class Trace:
     def tokens(self) -> int:
         return len(self.token_ids)
 
+    @property
+    def sequential(self) -> int:
+        """Tokens generated one after another for this sample: ``tokens``, unless some of them ran
+        beside the others (a probing policy's probes) and ``info["sequential_tokens"]`` says less."""
+        return self.info.get("sequential_tokens", self.tokens)
+
     def to_dict(self, with_ids: bool = False) -> dict[str, Any]:
         out = {
             "text": self.text,
@@ -240,7 +246,8 @@ class Solution:
     correct: bool | None = None
     """Whether ``answer`` matches the problem's gold answer (None: no gold, or unparseable gold)."""
     sequential_tokens: int | None = None
-    """Set by controllers whose samples did not all run side by side; default: the longest trace."""
+    """Set by controllers whose samples did not all run side by side; default: the longest trace's
+    ``Trace.sequential``."""
     info: dict[str, Any] = field(default_factory=dict)
     """Strategy-specific facts (vote counts, winner index, threshold, ...)."""
 
@@ -256,7 +263,7 @@ class Solution:
     def sequential(self) -> int:
         if self.sequential_tokens is not None:
             return self.sequential_tokens
-        return max((t.tokens for t in self.traces), default=0)
+        return max((t.sequential for t in self.traces), default=0)
 
     def to_dict(self, with_ids: bool = False) -> dict[str, Any]:
         return {

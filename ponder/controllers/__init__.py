@@ -5,9 +5,11 @@
     solution = await controller.run(problem, engine, verifier=get_verifier("integer"))
     get_controller("ffs", n=8, temperature=0.6, max_thinking_tokens=512)
     FirstFinish(n=8, sample=BudgetForcing(max_thinking_tokens=512))     # the same, spelled out
+    get_controller("ffs", n=8, sample="probe", rule="confidence")       # FFS over probed samples
 
-Sampling controllers (majority, ffs, deepconf) take a per-sample policy (``sample=``, see
-policy.py); `BudgetForcing` is both a controller and such a policy.
+Sampling controllers (single, majority, ffs, deepconf) take a per-sample policy (``sample=``, see
+policy.py), an object or a name in `SAMPLE_POLICIES` whose options may be given alongside;
+`BudgetForcing` and `Probe` are both controllers and such policies.
 
 Adding a controller: a frozen dataclass with ``name`` and ``async def run(problem, engine, *,
 verifier=None) -> Solution`` in its own module, and one line in `REGISTRY`. ``ponder solve``,
@@ -27,10 +29,11 @@ from ponder.controllers.first_finish import FirstFinish
 from ponder.controllers.majority import Majority
 from ponder.controllers.policy import Plain, SamplePolicy
 from ponder.controllers.exit import force_answer
+from ponder.controllers.probe import Probe
 from ponder.controllers.single import Single
 
 __all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "FirstFinish", "BudgetForcing", "DeepConf",
-           "Plain", "SamplePolicy", "force_answer", "get_controller", "controller_class"]
+           "Probe", "Plain", "SAMPLE_POLICIES", "SamplePolicy", "force_answer", "get_controller", "controller_class"]
 
 REGISTRY: dict[str, str] = {
     "single": "ponder.controllers.single:Single",
@@ -39,8 +42,12 @@ REGISTRY: dict[str, str] = {
     "first_finish": "ponder.controllers.first_finish:FirstFinish",
     "budget_forcing": "ponder.controllers.budget_forcing:BudgetForcing",
     "deepconf": "ponder.controllers.deepconf:DeepConf",
+    "probe": "ponder.controllers.probe:Probe",
 }
 """Controller name -> ``module:Class`` of its implementation."""
+
+SAMPLE_POLICIES: dict[str, type] = {"plain": Plain, "budget_forcing": BudgetForcing, "probe": Probe}
+"""Per-sample policy name (``sample=NAME``) -> its class."""
 
 
 def controller_class(name: str) -> type:
@@ -60,13 +67,17 @@ def get_controller(name: str, **options: Any) -> Controller:
     Options named like `Sampling` fields (temperature, top_p, max_tokens, seed) configure the
     samples; budget-forcing options (max_thinking_tokens, min_thinking_tokens, extend,
     answer_tokens) given to a controller with a ``sample`` policy make it budget-force each sample;
-    the rest go to the controller. Unknown names and options, and bad values, raise ValueError.
+    ``sample=NAME`` names a policy in `SAMPLE_POLICIES` and takes that policy's options instead
+    (``sample="probe", interval=16``); the rest go to the controller. Unknown names and options,
+    and bad values, raise ValueError.
     """
     factory = controller_class(name)
     sampling_keys = {f.name for f in dataclasses.fields(Sampling)}
     sampling = {k: options.pop(k) for k in list(options) if k in sampling_keys and options[k] is not None}
     allowed = {f.name for f in dataclasses.fields(factory)} if dataclasses.is_dataclass(factory) else set()
-    if "sample" in allowed:
+    if "sample" in allowed and isinstance(options.get("sample"), str):
+        allowed |= _policy_options(name, options)
+    elif "sample" in allowed:
         allowed |= _FORCING_KEYS
         given = {k: options.pop(k) for k in list(options) if k in _FORCING_KEYS}
         forcing = {k: v for k, v in given.items() if v is not None}  # None: not given (CLI defaults)
@@ -81,3 +92,15 @@ def get_controller(name: str, **options: Any) -> Controller:
     if sampling:
         options["sampling"] = Sampling(**sampling)
     return factory(**options)
+
+
+def _policy_options(name: str, options: dict[str, Any]) -> set[str]:
+    """Replace ``options["sample"]`` (a policy name) by the policy built from its options; returns their names."""
+    policy = options["sample"]
+    if policy not in SAMPLE_POLICIES:
+        raise ValueError(f"controller {name!r}: sample must be one of {', '.join(SAMPLE_POLICIES)} (got {policy!r})")
+    cls = SAMPLE_POLICIES[policy]
+    keys = {f.name for f in dataclasses.fields(cls)} - {"sampling"} if dataclasses.is_dataclass(cls) else set()
+    given = {k: options.pop(k) for k in list(options) if k in keys}
+    options["sample"] = cls(**{k: v for k, v in given.items() if v is not None})  # None: not given
+    return keys

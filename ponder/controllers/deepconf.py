@@ -96,7 +96,7 @@ class DeepConf:
                 "winner": next((i for i in keep if traces[i].answer == answer), None) if answer is not None else None,
                 **({"fallback": True} if fallback and keep else {}), **({} if answer is not None else {"no_answer": True})}
         # the warm-up ran before the rest, one after the other
-        sequential = max(t.tokens for t in warm) + max((t.tokens for t in rest), default=0)
+        sequential = max(t.sequential for t in warm) + max((t.sequential for t in rest), default=0)
         return Solution(answer, traces, time.perf_counter() - start, self.name, sequential_tokens=sequential, info=info)
 
 

@@ -87,7 +87,7 @@ class FirstFinish:
                 "aborted": len(aborted), **({} if answer is not None else {"no_answer": True})}
         # FFS: the user waited for the k-th voter; LFS or too few answers: for every sample (the default)
         full = self.mode == "first" and len(voters) == self.k
-        sequential = max(traces[i].tokens for i in voters) if full else None
+        sequential = max(traces[i].sequential for i in voters) if full else None
         return Solution(answer, traces, time.perf_counter() - start, self.name, sequential_tokens=sequential, info=info)
 
     def _voters(self, traces: list[Trace], order: list[int]) -> list[int]:

@@ -14,7 +14,7 @@ Row format (one JSON object per line): ``id``, ``index``, ``answer_kind``, ``gol
 machinery failed: not scored, redone on resume), ``total_tokens``,
 ``sequential_tokens``, ``wasted_tokens``, ``latency_s``, ``samples`` (per trace: ``tokens``,
 ``thinking_tokens``, ``finish_reason``, ``aborted``, ``answer``, ``correct``, ``wasted_tokens``,
-``text`` with ``save_text``), ``info`` (the controller's own facts).
+``text`` with ``save_text``; probed samples add ``probes`` and ``stop``), ``info`` (the controller's own facts).
 """
 
 from __future__ import annotations
@@ -218,6 +218,8 @@ class _Run:
                       is not None else False, "wasted_tokens": t.wasted_tokens}
             if self.config.save_text:
                 sample["text"] = t.text
+            if "probes" in t.info:  # a probing policy's record: each probe, and why the sample stopped
+                sample.update(probes=t.info["probes"], stop=t.info["stop"])
             samples.append(sample)
         return dict(answer=solution.answer, correct=correct, total_tokens=solution.total_tokens,
                     sequential_tokens=solution.sequential, wasted_tokens=solution.wasted_tokens, samples=samples,
