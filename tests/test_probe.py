@@ -237,7 +237,10 @@ async def test_probe_live_stops_before_the_natural_end_and_leaves_nothing_runnin
     assert len(rids) == 1 + len(t.info["probes"]) and own <= counted[0] <= own + lag
     for c, p in zip(counted[1:], t.info["probes"]):  # a finished probe exactly; a cancelled one + the steps in flight
         assert c == p["tokens"] if p["state"] == "done" else p["tokens"] <= c <= p["tokens"] + lag
-    assert sum(counted) == sol.total_tokens + sol.wasted_tokens
+    if engine.name == "ray":  # the actors' counts can reach the pool after the controller read its waste
+        assert sol.total_tokens + sol.wasted_tokens <= sum(counted) <= sol.total_tokens + sol.wasted_tokens + lag * len(rids)
+    else:
+        assert sum(counted) == sol.total_tokens + sol.wasted_tokens
     generated = engine.stats.generated_tokens
     await asyncio.sleep(0.3)
     assert engine.unfinished() == 0 and engine.stats.generated_tokens == generated
