@@ -45,6 +45,9 @@ class TrainConfig:
     """Train in bfloat16 mixed precision (GPU recipes) and serve vLLM in bfloat16 (else float32)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (long completions on 7B+ models)."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step: each process trains on prompts_per_step * num_generations /
+    gradient_accumulation_steps completions at a time (the rollout still covers the whole step)."""
     model: str | None = None
     """Policy to train (default: the embedded tiny reasoner)."""
     dataset: str = "arith"
@@ -119,6 +122,10 @@ class TrainConfig:
                      "eval_problems"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1 (got {getattr(self, name)!r})")
+        if not isinstance(self.gradient_accumulation_steps, int) or self.gradient_accumulation_steps < 1 or (
+                self.prompts_per_step * self.num_generations) % self.gradient_accumulation_steps:
+            raise ValueError(f"gradient_accumulation_steps must be an integer >= 1 dividing prompts_per_step * "
+                             f"num_generations (got {self.gradient_accumulation_steps!r})")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ValueError("learning_rate and temperature must be > 0")
         if not isinstance(self.segment_tokens, int) or self.segment_tokens < 0:
@@ -269,7 +276,8 @@ def _grpo_args(cfg: TrainConfig, ulorl: bool) -> Any:
     from trl import GRPOConfig
 
     return GRPOConfig(
-        output_dir=cfg.output_dir, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        output_dir=cfg.output_dir, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations // cfg.gradient_accumulation_steps,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, max_steps=cfg.max_steps, logging_steps=1,
         beta=cfg.beta, loss_type=cfg.loss_type,

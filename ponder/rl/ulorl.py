@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ponder.prompts import render
-from ponder.rl.rollout import Rollout, TrlRows, callback_base, eval_mode, global_step, on_policy,
-                              with_metrics
+from ponder.rl.rollout import (Rollout, TrlRows, callback_base, eval_mode, global_step, on_policy,
+                               with_metrics)
 
 __all__ = ["DMMPTConfig", "dmmpt_mask", "apply_dmmpt", "Sample", "decode_segment", "SegmentRollout",
            "PoolCheckpoint", "POOL_FILE"]

@@ -26,8 +26,14 @@ class WeightReceiver:
 
     def ponder_load_weights(self, path: str) -> int:
         """Reload the weights stored in the safetensors file ``path``; returns how many tensors it held."""
+        import inspect
+
         from safetensors.torch import load_file
 
         tensors = load_file(path)  # plain CPU tensors; vLLM's loaders copy them onto the model's device
-        self.reload_weights(weights_iterator=iter(tensors.items()), is_checkpoint_format=True)
+        reload = getattr(self.model_runner, "reload_weights", None)
+        if reload is not None and "weights_iterator" in inspect.signature(reload).parameters:
+            self.reload_weights(weights_iterator=iter(tensors.items()), is_checkpoint_format=True)
+        else:  # an older vLLM (CUDA <= 0.31): the model's own loader, as TRL's colocate sync does
+            self.model_runner.model.load_weights(iter(tensors.items()))
         return len(tensors)
