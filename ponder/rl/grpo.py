@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.rl.rollout import Rollout, TrlRows, global_step, log_metrics, on_policy
+from ponder.rl.rollout import Rollout, TrlRows, global_step, on_policy, with_metrics
 
 __all__ = ["GRPORollout"]
 
@@ -38,8 +38,8 @@ class GRPORollout(Rollout):
         self.steps += 1
         golds = [self.golds[p] for p in blocks for _ in range(g)]
         rewards = [float(bool(verifier.verify(gold, self.tokenizer.decode(o.token_ids)))) for gold, o in zip(golds, outs)]
-        log_metrics(trainer, {"rollout/correct": sum(rewards) / len(rewards)})
         rows = TrlRows()
         for k, (o, reward) in enumerate(zip(outs, rewards)):
             rows.add(rendered[k // g], o.token_ids, o.logprobs, reward)
-        return rows.to_dict(env_mask=False)  # nothing injected: every completion token trains
+        # nothing injected: every completion token trains
+        return with_metrics(rows.to_dict(env_mask=False), {"rollout/correct": sum(rewards) / len(rewards)}, trainer)

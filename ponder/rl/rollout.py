@@ -5,9 +5,14 @@ TRL's `GRPOTrainer` calls ``rollout_func(prompts, trainer)`` with each prompt re
 ``num_generations`` times in a row and expects one completion per received prompt, in order.
 A `Rollout` turns each block of G identical prompts into one group (`sgrpo.SGRPORollout`,
 `grpo.GRPORollout`, `ulorl.SegmentRollout`), decodes it on the live policy through ponder's
-engine protocol (`on_policy`: fresh weights every step, no copy) and returns `TrlRows`. The
-reward each rollout computed reaches TRL through the extra key ``ponder_reward`` and the reward
-function `sgrpo_reward` (logged by TRL as ``rewards/sgrpo_reward/mean``).
+engine protocol (`on_policy`) and returns `TrlRows`. The policy is either the trainer's model
+itself (``engine=hf``: transformers generation, fresh weights every step, no copy) or a vLLM
+engine whose weights are synced before every step's rollout (``engine=vllm``, see
+`ponder.rl.weight_sync`). The reward each rollout computed reaches TRL through the extra key
+``ponder_reward`` and the reward function `sgrpo_reward` (logged by TRL as
+``rewards/sgrpo_reward/mean``); the rollout's statistics travel in the extra key
+``ponder_metrics`` to the same reward function, which hands them to TRL's documented
+``log_metric`` (averaged over processes and logged with TRL's own metrics).
 """
 
 from __future__ import annotations
@@ -20,11 +25,20 @@ from typing import Any, Iterator
 from ponder.prompts import family_for, render
 
 __all__ = ["Rollout", "TrlRows", "ponder_reward", "sgrpo_reward", "on_policy", "eval_mode", "global_step",
-           "log_metrics", "prompt_blocks", "callback_base"]
+           "with_metrics", "prompt_blocks", "callback_base"]
 
 
-def ponder_reward(prompts: list, completions: list, ponder_reward: list[float], **_: Any) -> list[float]:
-    """TRL reward function: the reward the rollout computed (S-GRPO's decaying one, or GRPO's 0/1)."""
+def ponder_reward(prompts: list, completions: list, ponder_reward: list[float], ponder_metrics: list | None = None,
+                  log_metric: Any = None, **_: Any) -> list[float]:
+    """TRL reward function: the reward the rollout computed (S-GRPO's decaying one, or GRPO's 0/1).
+
+    It also logs the rollout's statistics (``ponder_metrics``, see `with_metrics`) through TRL's
+    ``log_metric``, the documented way for reward functions to add metrics to a step's log.
+    """
+    if log_metric is not None:
+        for values in ponder_metrics or ():
+            for key, value in (values or {}).items():
+                log_metric(key, float(value))
     return [float(r) for r in ponder_reward]
 
 
@@ -43,7 +57,18 @@ def eval_mode(model: Any) -> Iterator[Any]:
 
 
 def on_policy(trainer: Any, tokenizer: Any, work) -> Any:
-    """Run ``await work(engine)`` on the live policy (an hf engine over the trainer's model, eval mode)."""
+    """Run ``await work(engine)`` on the live policy.
+
+    With a vLLM policy attached (`ponder.rl.weight_sync.attach`), on its engine, synced to the
+    trainer's current step (TRL syncs it before calling the rollout; a rollout called outside
+    TRL's step loop is synced here). Otherwise on an hf engine over the trainer's model (eval mode).
+    """
+    policy = getattr(trainer, "ponder_policy", None)
+    if policy is not None:
+        step = global_step(trainer, 0)
+        if policy.synced_step != step:
+            policy.sync(trainer.model, getattr(trainer, "accelerator", None), step=step)
+        return policy.run(work)
     from ponder.engines.hf import HFEngine
 
     with eval_mode(trainer.model) as model:
@@ -58,12 +83,19 @@ def callback_base() -> type:
     return TrainerCallback
 
 
-def log_metrics(trainer: Any, values: dict[str, float]) -> None:
-    """Add rollout statistics to what TRL logs for this step (averaged with its own metrics)."""
-    metrics = getattr(trainer, "_metrics", None)
-    if metrics is not None:
-        for key, value in values.items():
-            metrics["train"][key].append(float(value))
+def with_metrics(out: dict[str, list], values: dict[str, float], trainer: Any = None) -> dict[str, list]:
+    """``out`` with this step's rollout statistics attached for `ponder_reward` to log.
+
+    They ride in the extra field ``ponder_metrics`` (on the first row; the others carry None), so
+    TRL hands them to the reward function with the rewards. With a vLLM policy the weight sync's
+    wall time is added as ``rollout/weight_sync_seconds``.
+    """
+    values = {k: float(v) for k, v in values.items()}
+    policy = getattr(trainer, "ponder_policy", None)
+    if policy is not None and policy.sync_seconds:
+        values["rollout/weight_sync_seconds"] = policy.sync_seconds[-1]
+    n = len(out["completion_ids"])
+    return {**out, "ponder_metrics": [values] + [None] * (n - 1)}
 
 
 def global_step(trainer: Any, fallback: int) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 from ponder.controllers.exit import force_answer
 from ponder.controllers.trace import SampleContext, stream_into, thinking_tokens
 from ponder.prompts import ModelFamily
-from ponder.rl.rollout import Rollout, TrlRows, global_step, log_metrics, on_policy
+from ponder.rl.rollout import Rollout, TrlRows, global_step, on_policy, with_metrics
 from ponder.types import SamplingParams, Trace
 
 __all__ = ["SGRPOConfig", "Member", "Group", "exit_positions", "decaying_rewards", "serial_group", "group_from_path",
@@ -211,8 +211,7 @@ class SGRPORollout(Rollout):
 
         groups = on_policy(trainer, self.tokenizer, roll)
         self.steps += 1
-        log_metrics(trainer, exit_stats(groups))
         rows = TrlRows()
         for ids, group in zip(rendered, groups):
             group_rows(rows, ids, group)
-        return rows.to_dict()
+        return with_metrics(rows.to_dict(), exit_stats(groups), trainer)

@@ -5,7 +5,10 @@
 
 Both algorithms share the engine (the live policy behind ponder's Engine protocol), the verifier
 and the data; they differ only in the rollout (one serial group vs G independent samples) and the
-reward (decaying vs 0/1). Bad configurations fail before any model is loaded.
+reward (decaying vs 0/1). ``engine=vllm`` decodes the rollouts in a vLLM engine whose weights are
+synced from the trainer before every step (`ponder.rl.weight_sync`), with TRL's truncated
+importance sampling correcting the sampler/learner mismatch; ``engine=hf`` decodes on the
+trainer's model itself. Bad configurations fail before any model is loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from ponder.options import parse_assignments
 
 __all__ = ["TrainConfig", "load_config", "load_training_problems", "load_eval_problems", "train"]
 
+_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo")
+"""TRL 1.16's loss types (``vespo`` left out: it needs a sequence-level sampling mode ponder does not set)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -26,6 +32,22 @@ class TrainConfig:
 
     algo: Literal["sgrpo", "grpo"] = "sgrpo"
     """``sgrpo``: serial groups with decaying rewards; ``grpo``: independent samples, 0/1 reward."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Where rollouts decode: ``vllm`` (a vLLM engine synced to the trainer's weights before every
+    step, the 7B+ setting) or ``hf`` (transformers generation on the trainer's model: no second
+    copy, for debugging and for tiny models on CPU, where it is measured faster)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """engine=vllm on a GPU: the share of GPU memory vLLM may take (the rest trains)."""
+    loss_type: str = "dapo"
+    """TRL's loss aggregation (``dapo``: token-level, normalised by the batch's active tokens, no
+    length bias; ``grpo``: per-sequence mean, which favours short right answers on its own)."""
+    bf16: bool = False
+    """Train in bfloat16 mixed precision (GPU recipes) and serve vLLM in bfloat16 (else float32)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (long completions on 7B+ models)."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step: each process trains on prompts_per_step * num_generations /
+    gradient_accumulation_steps completions at a time (the rollout still covers the whole step)."""
     model: str | None = None
     """Policy to train (default: the embedded tiny reasoner)."""
     dataset: str = "arith"
@@ -84,12 +106,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.algo not in ("sgrpo", "grpo"):
             raise ValueError(f"algo must be sgrpo or grpo (got {self.algo!r})")
+        if self.engine not in ("hf", "vllm"):
+            raise ValueError(f"engine must be hf or vllm (got {self.engine!r})")
+        if self.engine == "vllm":
+            from ponder.rl.weight_sync import require_vllm
+
+            require_vllm()
+        if not 0 < self.vllm_gpu_memory_utilization < 1:
+            raise ValueError(f"vllm_gpu_memory_utilization must lie in (0, 1) (got {self.vllm_gpu_memory_utilization!r})")
+        if self.loss_type not in _LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {', '.join(_LOSS_TYPES)} (got {self.loss_type!r})")
         if not isinstance(self.num_generations, int) or self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2, i.e. m = num_generations - 1 >= 1 (got {self.num_generations!r})")
         for name in ("prompts_per_step", "max_steps", "max_completion_length", "answer_tokens", "save_steps",
                      "eval_problems"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1 (got {getattr(self, name)!r})")
+        if not isinstance(self.gradient_accumulation_steps, int) or self.gradient_accumulation_steps < 1 or (
+                self.prompts_per_step * self.num_generations) % self.gradient_accumulation_steps:
+            raise ValueError(f"gradient_accumulation_steps must be an integer >= 1 dividing prompts_per_step * "
+                             f"num_generations (got {self.gradient_accumulation_steps!r})")
         if self.learning_rate <= 0 or self.temperature <= 0:
             raise ValueError("learning_rate and temperature must be > 0")
         if not isinstance(self.segment_tokens, int) or self.segment_tokens < 0:
@@ -176,47 +212,20 @@ def train(cfg: TrainConfig) -> Any:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
     from transformers.trainer_utils import get_last_checkpoint
 
     from ponder.engines.models import resolve_model
-    from ponder.rl.grpo import GRPORollout
     from ponder.rl.rollout import sgrpo_reward
-    from ponder.rl.sgrpo import SGRPORollout
 
     items = load_training_problems(cfg)  # fails on bad data before the model loads
     held_out = load_eval_problems(cfg)
     path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    golds = {p.prompt: p.gold for p in items}
-    kind = items[0].answer_kind
+    rollout = _rollout(cfg, tok, items)
     ulorl = bool(cfg.segment_tokens or cfg.dmmpt)
-    if ulorl:
-        from ponder.rl.ulorl import DMMPTConfig, PoolCheckpoint, SegmentRollout
-
-        rollout = SegmentRollout(tok, golds, answer_kind=kind, algo=cfg.algo, answer_tokens=cfg.answer_tokens,
-                                 segment_tokens=cfg.segment_tokens or cfg.max_completion_length,
-                                 dmmpt=DMMPTConfig(cfg.dmmpt_tau, cfg.dmmpt_sigma) if cfg.dmmpt else None,
-                                 extra_groups=0 if not cfg.segment_tokens else (
-                                     cfg.prompts_per_step if cfg.carry_groups is None else cfg.carry_groups),
-                                 extra_prompts=tuple(p.prompt for p in items))
-    elif cfg.algo == "sgrpo":
-        rollout = SGRPORollout(tok, golds, answer_kind=kind, answer_tokens=cfg.answer_tokens)
-    else:
-        rollout = GRPORollout(tok, golds, answer_kind=kind)
-    args = GRPOConfig(
-        output_dir=cfg.output_dir, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
-        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, max_steps=cfg.max_steps, logging_steps=1, beta=cfg.beta,
-        # S-GRPO's advantage is r - mean(r); GRPO keeps its usual per-group std scaling
-        scale_rewards="none" if cfg.algo == "sgrpo" else "group", temperature=cfg.temperature,
-        report_to=[], save_strategy="steps", save_steps=cfg.save_steps, use_cpu=not _has_gpu(), seed=cfg.seed,
-        bf16=False,
-        # UloRL's pseudo on-policy update: carried tokens are not re-weighted by the sampler's logprobs
-        **({"vllm_importance_sampling_correction": False} if ulorl else {}),
-    )
-    trainer = GRPOTrainer(model=model, reward_funcs=[sgrpo_reward], args=args, processing_class=tok,
+    trainer = GRPOTrainer(model=model, reward_funcs=[sgrpo_reward], args=_grpo_args(cfg, ulorl), processing_class=tok,
                           train_dataset=Dataset.from_dict({"prompt": [p.prompt for p in items]}), rollout_func=rollout)
     from ponder.rl.evaluate import HeldOutEval, JsonlLog
 
@@ -226,12 +235,73 @@ def train(cfg: TrainConfig) -> Any:
                                          cfg.max_completion_length))
     last = get_last_checkpoint(cfg.output_dir) if cfg.resume and Path(cfg.output_dir).exists() else None
     if ulorl:
+        from ponder.rl.ulorl import PoolCheckpoint
+
         trainer.add_callback(PoolCheckpoint(rollout))
         if last is not None:
             rollout.load(last)  # the unfinished samples and waiting groups carry on
-    trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(Path(cfg.output_dir) / "final"))
+    policy = _attach_vllm(cfg, trainer, path, tok) if cfg.engine == "vllm" else None
+    try:
+        trainer.train(resume_from_checkpoint=last)
+        trainer.save_model(str(Path(cfg.output_dir) / "final"))
+    finally:
+        if policy is not None:
+            policy.close()
     return trainer
+
+
+def _rollout(cfg: TrainConfig, tok: Any, items: list) -> Any:
+    """The ``rollout_func`` of ``cfg``: UloRL segments, S-GRPO serial groups or GRPO samples."""
+    from ponder.rl.grpo import GRPORollout
+    from ponder.rl.sgrpo import SGRPORollout
+
+    golds = {p.prompt: p.gold for p in items}
+    kind = items[0].answer_kind
+    if cfg.segment_tokens or cfg.dmmpt:
+        from ponder.rl.ulorl import DMMPTConfig, SegmentRollout
+
+        return SegmentRollout(tok, golds, answer_kind=kind, algo=cfg.algo, answer_tokens=cfg.answer_tokens,
+                              segment_tokens=cfg.segment_tokens or cfg.max_completion_length,
+                              dmmpt=DMMPTConfig(cfg.dmmpt_tau, cfg.dmmpt_sigma) if cfg.dmmpt else None,
+                              extra_groups=0 if not cfg.segment_tokens else (
+                                  cfg.prompts_per_step if cfg.carry_groups is None else cfg.carry_groups),
+                              extra_prompts=tuple(p.prompt for p in items))
+    if cfg.algo == "sgrpo":
+        return SGRPORollout(tok, golds, answer_kind=kind, answer_tokens=cfg.answer_tokens)
+    return GRPORollout(tok, golds, answer_kind=kind)
+
+
+def _grpo_args(cfg: TrainConfig, ulorl: bool) -> Any:
+    """TRL's GRPOConfig for ``cfg``."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=cfg.output_dir, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations // cfg.gradient_accumulation_steps,
+        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, max_steps=cfg.max_steps, logging_steps=1,
+        beta=cfg.beta, loss_type=cfg.loss_type,
+        # S-GRPO's advantage is r - mean(r); GRPO keeps its usual per-group std scaling
+        scale_rewards="none" if cfg.algo == "sgrpo" else "group", temperature=cfg.temperature,
+        report_to=[], save_strategy="steps", save_steps=cfg.save_steps, use_cpu=not _has_gpu(), seed=cfg.seed,
+        bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        # engine=vllm: truncated importance sampling (TIS) per token, weights capped at 3, corrects the
+        # sampler/learner mismatch. UloRL's pseudo on-policy update switches it off: carried tokens are
+        # not re-weighted by the sampler's logprobs. (engine=hf: TRL applies it only with vLLM.)
+        vllm_importance_sampling_correction=not ulorl, vllm_importance_sampling_mode="token_truncate",
+        vllm_importance_sampling_clip_max=3.0,
+    )
+
+
+def _attach_vllm(cfg: TrainConfig, trainer: Any, path: str, tok: Any) -> Any:
+    """Start the rollouts' vLLM engine on this process's device and hand it to ``trainer``."""
+    from ponder.rl.weight_sync import VLLMPolicy, attach
+
+    policy = VLLMPolicy(path, tok, dtype="bfloat16" if cfg.bf16 else "float32",
+                        device_index=trainer.accelerator.local_process_index if _has_gpu() else None,
+                        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+    attach(trainer, policy)
+    return policy
 
 
 def _has_gpu() -> bool:

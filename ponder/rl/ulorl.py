@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ponder.prompts import render
-from ponder.rl.rollout import Rollout, TrlRows, callback_base, eval_mode, global_step, log_metrics, on_policy
+from ponder.rl.rollout import (Rollout, TrlRows, callback_base, eval_mode, global_step, on_policy,
+                               with_metrics)
 
 __all__ = ["DMMPTConfig", "dmmpt_mask", "apply_dmmpt", "Sample", "decode_segment", "SegmentRollout",
            "PoolCheckpoint", "POOL_FILE"]
@@ -243,8 +244,7 @@ class SegmentRollout(Rollout):
         if self.algo == "sgrpo":
             stats.update({k: sum(gr.exit_stats[k] for gr in taken) / len(taken) for k in taken[0].exit_stats})
         self.history.append(stats)
-        log_metrics(trainer, stats)
-        return out
+        return with_metrics(out, stats, trainer)
 
     def _new_group(self, prompt: str, ids: list[int], g: int, step: int, seed: int) -> None:
         n = 1 if self.algo == "sgrpo" else g  # S-GRPO segments its one full path

