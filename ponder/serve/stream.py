@@ -16,7 +16,7 @@ What a streaming client sees:
   ``ponder`` field also carry every sample's text as it grows
   (``{"choice", "lanes": [{"lane", "back", "text", "tokens", "state"}]}``: drop ``back``
   characters, append ``text``), and each run ends with its final lanes (``won``, ``finished``,
-  ``aborted``) and token accounting.
+  ``aborted``; every lane is listed) and token accounting.
 - Then a chunk with ``finish_reason``; with ``stream_options.include_usage`` a last chunk with
   ``usage`` (``usage.ponder`` included); then ``data: [DONE]``. A run that fails sends
   ``data: {"error": {...}}`` (the ``openai`` client raises it) and ends the stream.
@@ -84,7 +84,7 @@ class _Choice:
             text, tokens, state = states.get(lane.index) or (lane.text(), lane.tokens, lane.state)
             text = self.run.display.clean(text)
             sent_text, sent_tokens, sent_state = self.lanes.get(lane.index, ("", 0, ""))
-            if (text, tokens, state) != (sent_text, sent_tokens, sent_state):
+            if final or (text, tokens, state) != (sent_text, sent_tokens, sent_state):
                 common = len(commonprefix([sent_text, text]))
                 out.append({"lane": lane.index, "back": len(sent_text) - common, "text": text[common:],
                             "tokens": tokens, "state": state})
