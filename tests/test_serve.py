@@ -114,12 +114,11 @@ def test_majority_votes_over_every_sample(client):
     assert r.usage.ponder["samples"] == 3 and r.usage.ponder["aborted"] == 0
 
 
-def test_streaming_single_sends_tokens_as_they_come_and_matches_the_full_answer(client):
-    whole = chat(client, seed=5).choices[0].message
+def collect(stream):
+    """(reasoning pieces, content, finish reason, usage) of a streamed chat completion."""
     pieces, content, finish, usage = [], "", None, None
-    for c in chat(client, seed=5, stream=True, stream_options={"include_usage": True}):
-        if c.usage is not None:
-            usage = c.usage
+    for c in stream:
+        usage = c.usage or usage
         for ch in c.choices:
             delta = ch.delta.model_dump()
             assert delta.get("reasoning") == delta.get("reasoning_content")
@@ -127,9 +126,30 @@ def test_streaming_single_sends_tokens_as_they_come_and_matches_the_full_answer(
                 pieces.append(delta["reasoning"])
             content += delta.get("content") or ""
             finish = ch.finish_reason or finish
+    return pieces, content, finish, usage
+
+
+def test_streaming_single_sends_tokens_as_they_come_and_matches_the_full_answer(client):
+    whole = chat(client, seed=5).choices[0].message
+    pieces, content, finish, usage = collect(chat(client, seed=5, stream=True, stream_options={"include_usage": True}))
     assert len(pieces) > 2  # streamed, not sent at the end
     assert "".join(pieces) == whole.reasoning and content == whole.content and finish == "stop"
     assert usage.ponder["samples"] == 1 and usage.completion_tokens > 0
+
+
+def test_streaming_budget_forcing_never_takes_text_back(client):
+    """The model's end of thinking is replaced by "wait" twice; the stream must not have sent it."""
+    ponder = {"controller": "budget_forcing", "extend": 2}
+    whole = chat(client, seed=3, extra_body={"ponder": ponder}).choices[0]
+    pieces, content, _, _ = collect(chat(client, seed=3, stream=True, extra_body={"ponder": ponder}))
+    assert whole.ponder["waits"] == 2 and "</think>" not in "".join(pieces)
+    assert "".join(pieces) == whole.message.reasoning and content == whole.message.content
+
+
+def test_deepconf_through_the_server(client):
+    r = chat(client, seed=3, extra_body={"ponder": {"controller": "deepconf", "n": 6, "warmup": 2, "window": 16}})
+    assert r.usage.ponder["samples"] == 6 and r.usage.ponder["controller"] == "deepconf"
+    assert "threshold" in r.choices[0].ponder and BOXED.match(r.choices[0].message.content)
 
 
 def test_streaming_ffs_sends_progress_comments_then_the_winner(server):

@@ -43,7 +43,7 @@ def serve(
     max_thinking_tokens: MaxThinkingTokens = None,
     option: Options = [],
     answer_kind: AnswerKindOption = "math",
-    host: Annotated[str, typer.Option(help="Address to bind (another than loopback needs --api-key).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind (beyond loopback without --api-key: a warning).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(envvar="PONDER_API_KEY", help="Require this bearer key on /v1/.")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="Model name clients send (default: "

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import signal
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,7 +60,12 @@ class _Server:
     @asynccontextmanager
     async def lifespan(self, app: Starlette):
         warm(self.cfg.answer_kind)  # the verifier's worker starts while the engine loads
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.engine = self.engine_factory()  # nothing is served until it is loaded
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():  # ray.init replaces them: keep uvicorn's graceful stop
+                if handler is not None:
+                    signal.signal(sig, handler)
         if hasattr(self.engine, "start"):
             await self.engine.start()
         try:

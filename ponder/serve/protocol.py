@@ -157,6 +157,8 @@ def _content(content: Any, param: str) -> str:
 
 def _job(body: dict[str, Any], cfg: ServeConfig, kind: str, prompts: tuple[str, ...], system: str | None) -> Job:
     model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError(f"model is required (this server serves `{cfg.served_name}`)", "model")
     if model not in (cfg.served_name, cfg.model_path):
         raise RequestError(f"The model `{model}` does not exist; this server serves `{cfg.served_name}`", "model",
                            "model_not_found", status=404)
