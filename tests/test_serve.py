@@ -315,6 +315,8 @@ BAD = [
     ("n over limit", {"n": 5}, "over_limit", "n"),
     ("samples over limit", {"ponder": {"controller": "ffs", "n": 17}}, "over_limit", "ponder.n"),
     ("max_tokens over limit", {"max_tokens": 100000}, "over_limit", "max_tokens"),
+    ("prompt over the context", {"messages": [{"role": "user", "content": "Compute " + "1+" * 300 + "1"}]},
+     "context_length_exceeded", "messages"),
     ("stream not a bool", {"stream": "yes"}, "invalid_value", "stream"),
     ("tools", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "unsupported", "tools"),
     ("body too large", {"messages": [{"role": "user", "content": "x" * 70000}]}, "body_too_large", None),

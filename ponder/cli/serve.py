@@ -126,7 +126,10 @@ def _run(cfg, model, engine, engine_options, pool, host, port, log_level) -> Non
             return make_engine("ray", model=model, engine=engine, **pool, **engine_options)
         return make_engine(engine, model=model, **engine_options)
 
-    uvicorn.run(create_app(cfg, make), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    # loop="asyncio": under uvloop the hf engine's decode steps (torch in a worker thread) ran 5-50x
+    # slower on this 2-core machine (bench/serve.py and a step-timing probe; the loop itself was idle)
+    uvicorn.run(create_app(cfg, make), host=host, port=port, log_level=log_level, loop="asyncio",
+                timeout_graceful_shutdown=5)
 
 
 def engine_server(

@@ -126,8 +126,8 @@ async def events(work: Work, job: Job, cfg: ServeConfig) -> AsyncIterator[str]:
             await asyncio.wait([r.task for r in work.runs], timeout=max(next_note - loop.time(), 0.0))
         out = []
         for c in choices:
-            if job.lanes and c.run.race.lanes:
-                out.append(chunk(job, rid, created, [], ponder={"choice": c.run.choice, "lanes": c.lane_events()}))
+            if job.lanes and (lanes := c.lane_events()):
+                out.append(chunk(job, rid, created, [], ponder={"choice": c.run.choice, "lanes": lanes}))
             if c.run.live and (deltas := c.live()):
                 out.append(chunk(job, rid, created, deltas))
         if loop.time() >= next_note and not work.done:
@@ -136,6 +136,8 @@ async def events(work: Work, job: Job, cfg: ServeConfig) -> AsyncIterator[str]:
                     for c in choices if not c.run.live]
         if out:
             yield "".join(out)
+        if any(r.task.done() and not r.task.cancelled() and r.task.exception() for r in work.runs):
+            break  # a run failed: the others are stopped and the client told
         if watch_tokens and not work.done:
             await asyncio.sleep(cfg.tick_s)  # let a few tokens gather into one event
     async for piece in _ending(work, job, choices, rid, created):
