@@ -40,7 +40,8 @@ EFFORT = {"none": 0, "low": 24, "medium": 48}
 @pytest.fixture(scope="module")
 def server():
     args = ["--api-key", KEY, "--answer-kind", "integer", "--max-n", "4", "--max-samples", "16",
-            "--max-request-tokens", "512", "--max-body-bytes", "65536", "--log-level", "warning",
+            "--max-request-tokens", "512", "--max-body-bytes", "65536", "--progress-interval", "0.1",
+            "--log-level", "warning",
             *[a for level, tokens in EFFORT.items() for a in ("--effort", f"{level}={tokens}")]]
     with ServeProcess(args, env={"PYTHONPATH": str(ROOT)}) as proc:
         yield proc
@@ -154,7 +155,7 @@ def test_deepconf_through_the_server(client):
 
 def test_streaming_ffs_sends_progress_comments_then_the_winner(server):
     body = {"model": MODEL, "messages": PROBLEM, "stream": True, "seed": 2,
-            "ponder": {"controller": "ffs", "n": 4, "min_thinking_tokens": 160}}
+            "ponder": {"controller": "ffs", "n": 4, "min_thinking_tokens": 300}}
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=300,
                       headers={"Authorization": f"Bearer {KEY}"}) as r:
         lines = [line for line in r.iter_lines() if line]
@@ -196,11 +197,10 @@ def test_completions_batch_and_stream(client):
     assert [c.index for c in r.choices] == [0, 1, 2, 3]
     assert all(c.text.startswith("<think>") and "</think>\\boxed{" in c.text for c in r.choices)
     assert r.usage.ponder["samples"] == 8
-    whole = client.completions.create(model=MODEL, prompt="Compute 045+021", seed=4, max_tokens=200,
-                                      extra_body={"ponder": {"controller": "budget_forcing", "max_thinking_tokens": 20}})
+    forced = {"ponder": {"controller": "budget_forcing", "max_thinking_tokens": 20}}
+    whole = client.completions.create(model=MODEL, prompt="Compute 045+021", seed=4, max_tokens=200, extra_body=forced)
     streamed = client.completions.create(model=MODEL, prompt="Compute 045+021", seed=4, max_tokens=200, stream=True,
-                                         extra_body={"ponder": {"controller": "budget_forcing",
-                                                                "max_thinking_tokens": 20}})
+                                         extra_body=forced)
     texts = [c.choices[0].text for c in streamed if c.choices]
     assert len([t for t in texts if t]) > 1 and "".join(texts) == whole.choices[0].text
     assert "</think>\\boxed{" in whole.choices[0].text
@@ -250,10 +250,9 @@ def test_math_answer_kind_per_request(client):
 def test_concurrent_clients_all_answered(server):
     async def main():
         async with openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=300) as aclient:
-            calls = [aclient.chat.completions.create(model=MODEL, seed=i,
-                                                     messages=[{"role": "user", "content": f"Compute {i:03d}+{2 * i:03d}"}],
-                                                     extra_body={"ponder": {"controller": "ffs", "n": 4}})
-                     for i in range(8)]
+            calls = [aclient.chat.completions.create(
+                model=MODEL, seed=i, messages=[{"role": "user", "content": f"Compute {i:03d}+{2 * i:03d}"}],
+                extra_body={"ponder": {"controller": "ffs", "n": 4}}) for i in range(8)]
             return await asyncio.gather(*calls)
 
     results = asyncio.run(main())
@@ -303,7 +302,7 @@ BAD = [
     ("messages not a list", {"messages": "Compute 1+2"}, "invalid_value", "messages"),
     ("image content", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "invalid_value",
      "messages[0].content"),
-    ("no user message", {"model": MODEL, "messages": [{"role": "system", "content": "x"}]}, "invalid_value", "messages"),
+    ("no user message", {"messages": [{"role": "system", "content": "x"}]}, "invalid_value", "messages"),
     ("unknown controller", {"ponder": {"controller": "nope"}}, "unknown_controller", "ponder.controller"),
     ("bad option value", {"ponder": {"controller": "ffs", "n": 0}}, "invalid_value", "ponder"),
     ("k over n", {"ponder": {"controller": "ffs", "n": 2, "k": 3}}, "invalid_value", "ponder"),

@@ -43,9 +43,11 @@ def serve(
     max_thinking_tokens: MaxThinkingTokens = None,
     option: Options = [],
     answer_kind: AnswerKindOption = "math",
-    host: Annotated[str, typer.Option(help="Address to bind (beyond loopback without --api-key: a warning).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind (beyond loopback without --api-key: a "
+                                            "warning).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option(envvar="PONDER_API_KEY", help="Require this bearer key on /v1/.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="PONDER_API_KEY",
+                                                   help="Require this bearer key on /v1/.")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="Model name clients send (default: "
                                                                   "tiny-reasoner, or --model).")] = None,
     effort: Effort = [],
@@ -53,6 +55,8 @@ def serve(
     max_samples: Annotated[int, typer.Option(help="Most samples per controller run (ponder n).")] = 64,
     max_request_tokens: Annotated[int, typer.Option(help="Most max_tokens a request may ask for.")] = 32768,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
+    progress_interval: Annotated[float, typer.Option(help="Streaming multi-sample controllers: seconds between "
+                                                          "progress comments.")] = 0.5,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the OpenAI API with ponder's controllers, and the race page at / (Ctrl-C stops it)."""
@@ -72,7 +76,8 @@ def serve(
         path = resolve_model(model)
         cfg = _config(controller, options, answer_kind, served_model_name or (model if model not in (None, "tiny")
                                                                                  else "tiny-reasoner"),
-                      path, api_key, effort, max_n, max_samples, max_request_tokens, max_body_bytes)
+                      path, api_key, effort, max_n, max_samples, max_request_tokens, max_body_bytes,
+                      progress_interval)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
     if not api_key and not _loopback(host):
@@ -87,7 +92,7 @@ def serve(
 
 
 def _config(controller, options, answer_kind, served_name, path, api_key, effort, max_n, max_samples,
-            max_request_tokens, max_body_bytes):
+            max_request_tokens, max_body_bytes, progress_interval):
     from ponder.options import parse_assignments
     from ponder.serve.config import ServeConfig
 
@@ -96,13 +101,15 @@ def _config(controller, options, answer_kind, served_name, path, api_key, effort
     for flag, value in limits.items():
         if value < 1:
             raise ValueError(f"{flag} must be an integer >= 1 (got {value})")
+    if not progress_interval > 0:
+        raise ValueError(f"--progress-interval must be > 0 seconds (got {progress_interval})")
     table = {}
     for level, value in parse_assignments(effort, "--effort").items():
         table[level] = None if value in (None, "none") else value
     return ServeConfig(controller=controller, options=tuple(options.items()), answer_kind=answer_kind,
                        served_name=served_name, model_path=path, api_key=api_key, max_n=max_n,
                        max_samples=max_samples, max_tokens=max_request_tokens, max_body_bytes=max_body_bytes,
-                       effort=tuple(table.items()) or ServeConfig.effort)
+                       effort=tuple(table.items()) or ServeConfig.effort, progress_s=progress_interval)
 
 
 def _loopback(host: str) -> bool:
