@@ -3,7 +3,8 @@
     ponder solve "Compute 472+389"                                        # solve.py
     ponder eval --benchmark arith -c ffs -n 8 --limit 32 --out runs/ffs8  # eval.py
     ponder train sgrpo --config recipes/tiny-sgrpo.yaml                   # train.py
-    ponder serve --port 8000                                              # serve.py
+    ponder serve -c ffs -n 8 --port 8000                                  # serve.py (OpenAI API + race page)
+    ponder engine-server --port 8001                                      # serve.py (plain vLLM server)
     ponder verify judged.jsonl                                            # verify.py
 
 Options shared by several commands (engine, model, Ray, controller options) and the one-line
@@ -15,7 +16,7 @@ from __future__ import annotations
 import typer
 
 from ponder.cli import eval as eval_command
-from ponder.cli.serve import serve
+from ponder.cli.serve import engine_server, serve
 from ponder.cli.solve import solve
 from ponder.cli.train import train
 from ponder.cli.verify import verify
@@ -34,4 +35,5 @@ app.command()(solve)
 app.add_typer(eval_command.app, name="eval")
 app.command()(serve)
 app.command()(verify)
+app.command("engine-server")(engine_server)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(train)

@@ -1,25 +1,150 @@
-"""``ponder serve``: a vLLM OpenAI-compatible server on 127.0.0.1, for ``--engine openai``.
+"""``ponder serve``: an OpenAI-compatible reasoning server applying any controller (ponder/serve/);
+``ponder engine-server``: a plain vLLM OpenAI server, the backend for ``--engine openai``.
 
-    ponder serve --port 8000            # the embedded tiny reasoner; Ctrl-C stops it
+    ponder serve                                        # tiny reasoner, hf engine, http://127.0.0.1:8000
+    ponder serve -c ffs -n 8 --effort low=64            # default controller and options, effort table
+    ponder serve --engine vllm --model Qwen/Qwen3-8B --api-key KEY --host 0.0.0.0
+    ponder engine-server --port 8001                    # plain vLLM server (token ids, no controllers)
+
+Every option is checked before the model loads; a bad one is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import ipaddress
+from typing import Annotated, List, Optional
 
 import typer
 
-from ponder.cli.options import Model, fail
+from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, K, MaxThinkingTokens,
+                                MaxTokens, Model, N, Options, Temperature, UseRay, check_choice, controller_options,
+                                engine_settings, fail, option_names)
+from ponder.types import ANSWER_KINDS
 
-__all__ = ["serve"]
+__all__ = ["serve", "engine_server"]
+
+Effort = Annotated[List[str], typer.Option("--effort", help="reasoning_effort table entry LEVEL=TOKENS (or "
+                                                              "LEVEL=none for no cap), repeatable; e.g. low=64.")]
 
 
 def serve(
     model: Model = None,
+    engine: EngineKind = "hf",
+    base_url: BaseUrl = None,
+    ray: UseRay = False,
+    actors: Actors = 2,
+    address: Address = None,
+    max_model_len: Annotated[Optional[int], typer.Option(help="--engine vllm: context length.")] = None,
+    controller: Controller = "single",
+    n: N = None,
+    k: K = None,
+    temperature: Temperature = None,
+    max_tokens: MaxTokens = None,
+    max_thinking_tokens: MaxThinkingTokens = None,
+    option: Options = [],
+    answer_kind: AnswerKindOption = "math",
+    host: Annotated[str, typer.Option(help="Address to bind (beyond loopback without --api-key: a "
+                                            "warning).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(envvar="PONDER_API_KEY",
+                                                   help="Require this bearer key on /v1/.")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option(help="Model name clients send (default: "
+                                                                  "tiny-reasoner, or --model).")] = None,
+    effort: Effort = [],
+    max_n: Annotated[int, typer.Option(help="Most choices (OpenAI n) per request.")] = 16,
+    max_samples: Annotated[int, typer.Option(help="Most samples per controller run (ponder n).")] = 64,
+    max_request_tokens: Annotated[int, typer.Option(help="Most max_tokens a request may ask for.")] = 32768,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
+    progress_interval: Annotated[float, typer.Option(help="Streaming multi-sample controllers: seconds between "
+                                                          "progress comments.")] = 0.5,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the OpenAI API with ponder's controllers, and the race page at / (Ctrl-C stops it)."""
+    from ponder.controllers import REGISTRY, get_controller
+    from ponder.engines.models import resolve_model
+    from ponder.engines.ray import PoolError
+
+    try:
+        check_choice("--controller", controller, tuple(sorted(REGISTRY)))
+        check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
+        engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
+        if max_model_len is not None:
+            engine_options["max_model_len"] = max_model_len
+        options = controller_options(option, n=n, k=k, temperature=temperature, max_tokens=max_tokens,
+                                     max_thinking_tokens=max_thinking_tokens)
+        get_controller(controller, **dict(options))  # validate before loading a model
+        path = resolve_model(model)
+        cfg = _config(controller, options, answer_kind, served_model_name or (model if model not in (None, "tiny")
+                                                                                 else "tiny-reasoner"),
+                      path, api_key, effort, max_n, max_samples, max_request_tokens, max_body_bytes,
+                      progress_interval)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
+    if not api_key and not _loopback(host):
+        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model",
+                   err=True)
+    typer.echo(f"ponder serve: {cfg.served_name} ({engine}{' on Ray' if pool else ''}), default controller "
+               f"{controller}; API http://{host}:{port}/v1, race page http://{host}:{port}/", err=True)
+    try:
+        _run(cfg, model, engine, engine_options, pool, host, port, log_level)
+    except (OSError, PoolError, RuntimeError) as exc:
+        fail(str(exc), code=1)
+
+
+def _config(controller, options, answer_kind, served_name, path, api_key, effort, max_n, max_samples,
+            max_request_tokens, max_body_bytes, progress_interval):
+    from ponder.options import parse_assignments
+    from ponder.serve.config import ServeConfig
+
+    limits = {"--max-n": max_n, "--max-samples": max_samples, "--max-request-tokens": max_request_tokens,
+              "--max-body-bytes": max_body_bytes}
+    for flag, value in limits.items():
+        if value < 1:
+            raise ValueError(f"{flag} must be an integer >= 1 (got {value})")
+    if not progress_interval > 0:
+        raise ValueError(f"--progress-interval must be > 0 seconds (got {progress_interval})")
+    table = {}
+    for level, value in parse_assignments(effort, "--effort").items():
+        table[level] = None if value in (None, "none") else value
+    return ServeConfig(controller=controller, options=tuple(options.items()), answer_kind=answer_kind,
+                       served_name=served_name, model_path=path, api_key=api_key, max_n=max_n,
+                       max_samples=max_samples, max_tokens=max_request_tokens, max_body_bytes=max_body_bytes,
+                       effort=tuple(table.items()) or ServeConfig.effort, progress_s=progress_interval)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _run(cfg, model, engine, engine_options, pool, host, port, log_level) -> None:
+    import uvicorn
+
+    from ponder.serve import create_app
+
+    def make():
+        from ponder.engines import make_engine
+
+        if pool is not None:
+            return make_engine("ray", model=model, engine=engine, **pool, **engine_options)
+        return make_engine(engine, model=model, **engine_options)
+
+    # loop="asyncio": under uvloop the hf engine's decode steps (torch in a worker thread) ran 5-50x
+    # slower on this 2-core machine (bench/serve.py and a step-timing probe; the loop itself was idle)
+    uvicorn.run(create_app(cfg, make), host=host, port=port, log_level=log_level, loop="asyncio",
+                timeout_graceful_shutdown=5)
+
+
+def engine_server(
+    model: Model = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
     max_model_len: Annotated[Optional[int], typer.Option(help="Context length for vLLM.")] = None,
 ) -> None:
-    """Run a vLLM OpenAI-compatible server for `--engine openai` (Ctrl-C stops it)."""
+    """Run a plain vLLM OpenAI-compatible server for `--engine openai` (Ctrl-C stops it)."""
     import time
 
     from ponder.engines.server import VLLMServer
