@@ -190,3 +190,45 @@ async def test_logprobs(engine):
         assert len(top) == 5
         assert lp == pytest.approx(max(top.values()), abs=1e-3)  # greedy picks the most likely token
         assert top[tok] == pytest.approx(lp, abs=1e-3)
+
+
+async def test_openai_engine_caps_requests_to_the_served_context(openai_engine):
+    """The server lists max_model_len=512: a request for 32,768 tokens stops at the context."""
+    ids = prompt_ids(openai_engine)
+    await openai_engine.start()  # reads /v1/models (also done by the first request)
+    assert openai_engine.max_model_len == 512
+    c = await complete(openai_engine, ids, SamplingParams(max_tokens=32768, ignore_eos=True))
+    assert c.finish_reason == "length" and len(ids) + len(c.token_ids) == 512
+
+
+async def test_openai_engine_names_max_tokens_when_a_server_refuses_it(openai_engine, monkeypatch):
+    from ponder.engines.openai import OpenAIEngine
+
+    engine = OpenAIEngine(base_url=openai_engine.base_url, tokenizer=openai_engine.tokenizer)
+
+    async def unlisted():  # a server whose /v1/models does not give its context length
+        return None
+
+    monkeypatch.setattr(engine, "_served_context", unlisted)
+    with pytest.raises(ValueError, match=r"refused max_tokens=32768: .*max_model_len=512.* --max-tokens"):
+        await complete(engine, prompt_ids(engine), SamplingParams(max_tokens=32768))
+    await engine.aclose()
+
+
+def test_server_metrics_are_parsed_for_vllm_and_sglang():
+    from ponder.engines.metrics import metrics_url, parse_metrics
+
+    vllm = ('# TYPE vllm:generation_tokens_total counter\n'
+            'vllm:generation_tokens_total{engine="0",model_name="m"} 120.0\n'
+            'vllm:generation_tokens_total{engine="1",model_name="m"} 30.0\n'
+            'vllm:num_requests_running{engine="0",model_name="m"} 2.0\n'
+            'vllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n')
+    counts = parse_metrics(vllm)
+    assert (counts.server, counts.generated, counts.held) == ("vllm", 150, 3)
+    sglang = ('sglang:generation_tokens_total{model_name="m",tp_rank="0"} 7.5e+01\n'
+              'sglang:generation_tokens_total{model_name="m",tp_rank="1"} 7.5e+01\n'
+              'sglang:num_running_reqs{model_name="m",tp_rank="0"} 4\nsglang:num_queue_reqs{model_name="m"} 0\n')
+    counts = parse_metrics(sglang)
+    assert (counts.server, counts.generated, counts.running, counts.waiting) == ("sglang", 75, 4, 0)
+    assert parse_metrics("# a server with other metrics\nhttp_requests_total 3\n") is None
+    assert metrics_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/metrics"

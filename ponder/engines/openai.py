@@ -207,6 +207,10 @@ class OpenAIEngine:
         return body
 
     def _refused(self, url: str, status: int, detail: str, p: SamplingParams) -> Exception:
+        try:  # OpenAI-style {"error": {"message": ...}}
+            detail = str(json.loads(detail)["error"]["message"])
+        except Exception:
+            pass
         if status == 400 and self.max_model_len is None and "max_tokens" in detail:
             return ValueError(f"{url} refused max_tokens={p.max_tokens}: {detail.strip()[:300]} (the server does not "
                               f"list its context length in /v1/models, so ponder cannot cap requests to it: pass a "
