@@ -67,6 +67,12 @@ async def vllm_engine(request):
 
 
 @pytest.fixture
+async def openai_engine(request):
+    """The openai engine on the session's vLLM server (context 512)."""
+    return await _get_engine("openai", request)
+
+
+@pytest.fixture
 async def ray_engine(request):
     """A 2-actor Ray pool of hf engines."""
     return await _get_engine("ray", request)

@@ -1,6 +1,9 @@
-"""Engine conformance: every engine (hf, vllm, openai; later the Ray pool) must pass all of these.
+"""Engine conformance: every engine (hf, vllm, openai, the Ray pool) must pass all of these.
 
 They run the embedded tiny reasoner, whose greedy traces end with EOS after ``\\boxed{N}``.
+The abort check reads the engine's own counts (``stats.engine_side``): hf's decode loop, vLLM's
+stat loggers, the vLLM server's ``/metrics``, the Ray actors' engines. It is shown to fail on an
+engine that does not forward the abort.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def prompt_ids(engine, text: str = PROMPT) -> list[int]:
 
 async def settle(engine, seconds: float = 3.0) -> None:
     """Wait until the engine reports no unfinished request (aborts take effect asynchronously)."""
+    if hasattr(engine, "settle"):
+        await engine.settle()
     for _ in range(int(seconds / 0.05)):
         if engine.unfinished() == 0:
             return
@@ -87,7 +92,10 @@ async def test_concurrent_streams_are_batched(engine):
     assert all(n > 0 for n in first_finish_seen_with[0]), f"streams were serialised: {first_finish_seen_with[0]}"
 
 
-async def test_abort_stops_generation_and_engine_stays_healthy(engine):
+async def check_abort(engine) -> None:
+    """Close a stream after 5 tokens: by the engine's own counts, it decodes at most one more step
+    (plus the tokens a remote engine declares may be on their way), and then nothing."""
+    assert engine.stats.engine_side, f"{engine.name}: its stats are not the engine's own counts"
     ids = prompt_ids(engine)
     params = SamplingParams(max_tokens=400, ignore_eos=True, temperature=0.7, seed=3)
     before = engine.stats.generated_tokens
@@ -98,14 +106,19 @@ async def test_abort_stops_generation_and_engine_stays_healthy(engine):
             if received >= 5:
                 break  # leaving the block closes the stream: abort
     await settle(engine)
-    assert engine.unfinished() == 0
-    after_abort = engine.stats.generated_tokens
-    # a remote engine (the Ray pool) may also have decoded tokens that were still on their way to
-    # the reader when it left: at most one poll round trip's worth, which it declares
-    in_transit = getattr(engine, "in_transit_tokens", 0)
-    assert after_abort - before <= received + 1 + in_transit, "tokens were generated after the abort took effect"
+    decoded = engine.stats.generated_tokens - before
+    allowed = received + 1 + getattr(engine, "in_transit_tokens", 0)
+    assert decoded <= allowed, (f"{engine.name}: tokens were generated after the abort took effect "
+                                f"({decoded} decoded for a stream closed after {received})")
+    assert engine.unfinished() == 0, f"{engine.name}: the engine still holds the aborted request"
     await asyncio.sleep(0.3)
-    assert engine.stats.generated_tokens == after_abort
+    assert engine.stats.generated_tokens == before + decoded, "tokens were generated after the abort took effect"
+
+
+async def test_abort_stops_generation_and_engine_stays_healthy(engine):
+    await check_abort(engine)
+    ids = prompt_ids(engine)
+    params = SamplingParams(max_tokens=400, ignore_eos=True, temperature=0.7, seed=3)
     # cancelling the task that reads a stream aborts too
     task = asyncio.create_task(complete(engine, ids, params))
     await asyncio.sleep(0.2)
@@ -116,6 +129,48 @@ async def test_abort_stops_generation_and_engine_stays_healthy(engine):
     assert engine.unfinished() == 0
     c = await complete(engine, ids, SamplingParams(max_tokens=400))
     assert c.finish_reason == "stop"
+
+
+class IgnoresAbort:
+    """An engine that does not forward aborts: a closed stream keeps running inside the engine
+    to its end (drained in the background), like a server that never notices the client left."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.tokenizer, self.model_name = inner, inner.name, inner.tokenizer, inner.model_name
+        self.in_transit_tokens = getattr(inner, "in_transit_tokens", 0)
+        self.left_running: list[asyncio.Task] = []
+
+    @property
+    def stats(self):
+        return self.inner.stats
+
+    def unfinished(self) -> int:
+        return self.inner.unfinished()
+
+    async def stream(self, prompt_ids, params, *, request_id=None):
+        chunks = self.inner.stream(prompt_ids, params, request_id=request_id)
+        finished = False
+        try:
+            async for chunk in chunks:
+                finished = chunk.finish_reason is not None
+                yield chunk
+        finally:
+            if not finished:  # instead of closing the engine's stream: let it run
+                self.left_running.append(asyncio.get_running_loop().create_task(_drain(chunks)))
+
+
+async def _drain(chunks) -> None:
+    async for _ in chunks:
+        pass
+
+
+async def test_abort_check_fails_when_the_abort_is_not_forwarded(engine):
+    """The abort check reads the engine's counts, so an engine that ignores the abort fails it."""
+    ignoring = IgnoresAbort(engine)
+    with pytest.raises(AssertionError, match="tokens were generated after the abort"):
+        await check_abort(ignoring)
+    await asyncio.gather(*ignoring.left_running)  # the request ran to its end; let later tests start clean
+    await settle(engine)
 
 
 async def test_seeded_sampling_is_reproducible(engine):
@@ -135,3 +190,45 @@ async def test_logprobs(engine):
         assert len(top) == 5
         assert lp == pytest.approx(max(top.values()), abs=1e-3)  # greedy picks the most likely token
         assert top[tok] == pytest.approx(lp, abs=1e-3)
+
+
+async def test_openai_engine_caps_requests_to_the_served_context(openai_engine):
+    """The server lists max_model_len=512: a request for 32,768 tokens stops at the context."""
+    ids = prompt_ids(openai_engine)
+    await openai_engine.start()  # reads /v1/models (also done by the first request)
+    assert openai_engine.max_model_len == 512
+    c = await complete(openai_engine, ids, SamplingParams(max_tokens=32768, ignore_eos=True))
+    assert c.finish_reason == "length" and len(ids) + len(c.token_ids) == 512
+
+
+async def test_openai_engine_names_max_tokens_when_a_server_refuses_it(openai_engine, monkeypatch):
+    from ponder.engines.openai import OpenAIEngine
+
+    engine = OpenAIEngine(base_url=openai_engine.base_url, tokenizer=openai_engine.tokenizer)
+
+    async def unlisted():  # a server whose /v1/models does not give its context length
+        return None
+
+    monkeypatch.setattr(engine, "_served_context", unlisted)
+    with pytest.raises(ValueError, match=r"refused max_tokens=32768: .*max_model_len=512.* --max-tokens"):
+        await complete(engine, prompt_ids(engine), SamplingParams(max_tokens=32768))
+    await engine.aclose()
+
+
+def test_server_metrics_are_parsed_for_vllm_and_sglang():
+    from ponder.engines.metrics import metrics_url, parse_metrics
+
+    vllm = ('# TYPE vllm:generation_tokens_total counter\n'
+            'vllm:generation_tokens_total{engine="0",model_name="m"} 120.0\n'
+            'vllm:generation_tokens_total{engine="1",model_name="m"} 30.0\n'
+            'vllm:num_requests_running{engine="0",model_name="m"} 2.0\n'
+            'vllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n')
+    counts = parse_metrics(vllm)
+    assert (counts.server, counts.generated, counts.held) == ("vllm", 150, 3)
+    sglang = ('sglang:generation_tokens_total{model_name="m",tp_rank="0"} 7.5e+01\n'
+              'sglang:generation_tokens_total{model_name="m",tp_rank="1"} 7.5e+01\n'
+              'sglang:num_running_reqs{model_name="m",tp_rank="0"} 4\nsglang:num_queue_reqs{model_name="m"} 0\n')
+    counts = parse_metrics(sglang)
+    assert (counts.server, counts.generated, counts.running, counts.waiting) == ("sglang", 75, 4, 0)
+    assert parse_metrics("# a server with other metrics\nhttp_requests_total 3\n") is None
+    assert metrics_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/metrics"

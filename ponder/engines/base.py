@@ -5,6 +5,7 @@ implements `Engine.stream`. Closing the stream's iterator, or cancelling the tas
 aborts the request inside the engine: no tokens are generated for it after the abort takes
 effect. `EngineStats` counts what each engine really generated, so tests and benchmarks can check
 abort claims from the engine's own numbers rather than from what the caller happened to read.
+An engine may also offer ``async settle()``: return once every requested abort has taken effect.
 """
 
 from __future__ import annotations
@@ -64,12 +65,20 @@ class EngineStats:
     aborted_requests: int = 0
     """Requests that ended by abort."""
     tokens_after_abort: int = 0
-    """Tokens decoded for a request after its abort was requested (the in-flight step)."""
+    """Tokens decoded for aborted requests that their readers never received: the decode step in
+    flight when the abort took effect, and tokens still on their way to the reader."""
     per_request: dict[str, int] = field(default_factory=dict)
-    """Tokens decoded per request id (kept for the last 4096 requests)."""
+    """Tokens decoded per request id, including those never received (last 4096 requests)."""
+    engine_side: bool = True
+    """True when these counts come from the engine itself (its decode loop, vLLM's stat loggers,
+    a server's ``/metrics``); False when they are only what the client received (a server
+    without metrics), which cannot show tokens decoded after an abort."""
 
-    def count(self, request_id: str, n: int = 1) -> None:
-        self.generated_tokens += n
+    def count(self, request_id: str, n: int = 1, *, total: bool = True) -> None:
+        """Add ``n`` tokens to a request (and to ``generated_tokens`` unless ``total`` is False:
+        an engine whose total is counted elsewhere, e.g. by vLLM's engine core)."""
+        if total:
+            self.generated_tokens += n
         self.per_request[request_id] = self.per_request.get(request_id, 0) + n
         if len(self.per_request) > 4096:  # bound memory on long runs; oldest first
             self.per_request.pop(next(iter(self.per_request)))

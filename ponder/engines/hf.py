@@ -143,6 +143,9 @@ class HFEngine:
             if req.alive:  # the consumer left early: abort, the loop drops the row at the next step
                 req.aborted = True
                 self.stats.aborted_requests += 1
+                while not req.queue.empty():  # decoded, queued, never read
+                    item = req.queue.get_nowait()
+                    self.stats.tokens_after_abort += len(getattr(item, "token_ids", ()))
 
     def unfinished(self) -> int:
         """Requests the engine is still working on: queued, decoding, or aborted while the

@@ -5,18 +5,39 @@ The prompt goes out as token ids and token ids come back (vLLM's ``return_token_
 continue an exact prefix through a server. Leaving the stream early closes the HTTP connection,
 which the server treats as an abort.
 
+Engine-side counts: when the server publishes Prometheus ``/metrics`` (vLLM always, SGLang with
+``--enable-metrics``), `stats.generated_tokens` is the server's own count of generated tokens
+since this engine first looked, and `unfinished()` the requests the server still holds (running
+or waiting), so an abort is over when the *server* has stopped, not when the client closed its
+socket. Tokens the server generated for an aborted request beyond what the client received are
+added to that request's ``stats.per_request`` and to ``stats.tokens_after_abort`` once the server
+holds no more requests than the client has open. These are the server's figures: with other
+clients on the same server they include their work. vLLM's counter is kept by its front-end, so
+the one decode step already in flight when the abort reaches its engine core is not in it. A
+server without metrics is said so (``stats.engine_side = False``); the counts are then the tokens
+this client received.
+
+The served model's context length is read from ``/v1/models`` (vLLM lists ``max_model_len``) and
+each request's ``max_tokens`` is capped to fit, as the in-process engines stop at the context.
+
     engine = OpenAIEngine("path/or/hub-id", base_url="http://127.0.0.1:8000/v1")
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, AsyncIterator
 
 from ponder.engines.base import EngineStats, request_ids
+from ponder.engines.metrics import ServerCounts, metrics_url, parse_metrics
 from ponder.types import Chunk, SamplingParams
 
 __all__ = ["OpenAIEngine"]
+
+REFRESH_S = 0.01
+"""Reads of ``stats`` or ``unfinished()`` within this many seconds reuse the last scrape."""
 
 
 class OpenAIEngine:
@@ -29,9 +50,15 @@ class OpenAIEngine:
         api_key: sent as a bearer token when set.
         served_model: the model name the server knows (default: ``model``).
         timeout_s: connect/read timeout for one request's stream.
+        max_model_len: the served context length, when the server does not list it.
+        metrics: read engine-side counts from the server's ``/metrics`` (False: client counts).
     """
 
     name = "openai"
+    in_transit_tokens = 16
+    """Tokens the server may decode between the client closing a stream and the server noticing
+    the disconnect (what the conformance abort check allows beyond one decode step). Measured on
+    the tiny reasoner over loopback on a busy 2-core machine: 0 to 7."""
 
     def __init__(
         self,
@@ -42,6 +69,8 @@ class OpenAIEngine:
         served_model: str | None = None,
         tokenizer: Any = None,
         timeout_s: float = 600.0,
+        max_model_len: int | None = None,
+        metrics: bool = True,
     ) -> None:
         import httpx
         from transformers import AutoTokenizer
@@ -52,18 +81,121 @@ class OpenAIEngine:
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.model_name)
         self.served_model = served_model or self.model_name
         self.base_url = base_url.rstrip("/")
+        self.max_model_len = max_model_len
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0))
-        self.stats = EngineStats()
+        self._sync = httpx.Client(headers=headers, timeout=httpx.Timeout(10.0))
+        self._metrics_url = metrics_url(self.base_url) if metrics else None
+        self._stats = EngineStats(engine_side=False)
         self._open = 0
+        self._received = 0  # tokens this client received, all requests
+        self._attributed = 0  # server tokens added to aborted requests after the fact
+        self._pending: list[str] = []  # aborted requests the server has not yet been seen to drop
+        self._baseline: int | None = None
+        self._held = 0
+        self._scraped = 0.0
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+
+    # -- engine-side counts -----------------------------------------------------------------
+    @property
+    def stats(self) -> EngineStats:
+        """The server's counts (read now), or the client's when the server has no metrics."""
+        self._refresh()
+        return self._stats
 
     def unfinished(self) -> int:
-        """Streams this client still has open."""
-        return self._open
+        """Requests the server still holds (at least the streams this client has open)."""
+        self._refresh()
+        return max(self._open, self._held) if self._stats.engine_side else self._open
+
+    async def settle(self, timeout_s: float = 5.0) -> None:
+        """Return once the server holds no request this client has aborted (or after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while self._metrics_url is not None and time.monotonic() < deadline:
+            self._apply(await self._scrape_async())
+            if not self._pending:
+                return
+            await asyncio.sleep(0.005)
+
+    def _refresh(self) -> None:
+        if self._metrics_url is None or time.monotonic() - self._scraped < REFRESH_S:
+            return
+        try:
+            resp = self._sync.get(self._metrics_url)
+        except Exception:  # the server went away: keep the last reading
+            return
+        self._apply(self._counts(resp))
+
+    async def _scrape_async(self) -> ServerCounts | None:
+        try:
+            resp = await self._client.get(self._metrics_url, timeout=10.0)
+        except Exception:
+            return None
+        return self._counts(resp)
+
+    def _counts(self, resp: Any) -> ServerCounts | None:
+        self._scraped = time.monotonic()
+        counts = parse_metrics(resp.text) if resp.status_code == 200 else None
+        if counts is None and resp.status_code in (200, 404):
+            self._metrics_url = None  # no metrics page, or none of a known server: client counts
+            self._stats.engine_side = False
+        return counts
+
+    def _apply(self, counts: ServerCounts | None) -> None:
+        """Take one reading of the server's counters."""
+        if counts is None:
+            return
+        if self._baseline is None:
+            self._baseline = counts.generated - self._received
+        self._stats.engine_side = True
+        self._held = counts.held
+        made = counts.generated - self._baseline
+        if self._pending and counts.held <= self._open:  # the server dropped every aborted request
+            extra = made - self._received - self._attributed
+            if extra > 0:
+                share, rest = divmod(extra, len(self._pending))
+                for i, rid in enumerate(self._pending):
+                    got = share + (i < rest)
+                    self._stats.per_request[rid] = self._stats.per_request.get(rid, 0) + got
+                self._attributed += extra
+                self._stats.tokens_after_abort += extra
+            self._pending.clear()
+        self._stats.generated_tokens = max(made, self._received + self._attributed)
+
+    # -- the context length -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Read the served context length and the server's counters before the first request."""
+        if self._started:
+            return
+        self._start_lock = self._start_lock or asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            if self.max_model_len is None:
+                self.max_model_len = await self._served_context()
+            if self._metrics_url is not None:
+                self._apply(await self._scrape_async())
+            self._started = True
+
+    async def _served_context(self) -> int | None:
+        try:
+            resp = await self._client.get(f"{self.base_url}/models", timeout=10.0)
+            models = (resp.json().get("data") or []) if resp.status_code == 200 else []
+        except Exception:  # a server without /v1/models: requests go out uncapped
+            return None
+        mine = [m for m in models if m.get("id") == self.served_model] or (models if len(models) == 1 else [])
+        length = mine[0].get("max_model_len") if mine else None
+        return int(length) if isinstance(length, (int, float)) and length > 0 else None
 
     def _body(self, prompt_ids: list[int], p: SamplingParams) -> dict[str, Any]:
+        max_tokens = p.max_tokens
+        if self.max_model_len is not None:
+            if len(prompt_ids) >= self.max_model_len:
+                raise ValueError(f"prompt has {len(prompt_ids)} tokens; the served model's context is {self.max_model_len}")
+            max_tokens = min(max_tokens, self.max_model_len - len(prompt_ids))
         body: dict[str, Any] = {
-            "model": self.served_model, "prompt": list(prompt_ids), "max_tokens": p.max_tokens,
+            "model": self.served_model, "prompt": list(prompt_ids), "max_tokens": max_tokens,
             "temperature": p.temperature, "top_p": p.top_p, "stream": True,
             "return_token_ids": True, "return_tokens_as_token_ids": True,
             "skip_special_tokens": False, "include_stop_str_in_output": True,
@@ -74,21 +206,36 @@ class OpenAIEngine:
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
 
+    def _refused(self, url: str, status: int, detail: str, p: SamplingParams) -> Exception:
+        try:  # OpenAI-style {"error": {"message": ...}}
+            detail = str(json.loads(detail)["error"]["message"])
+        except Exception:
+            pass
+        if status == 400 and self.max_model_len is None and "max_tokens" in detail:
+            return ValueError(f"{url} refused max_tokens={p.max_tokens}: {detail.strip()[:300]} (the server does not "
+                              f"list its context length in /v1/models, so ponder cannot cap requests to it: pass a "
+                              f"smaller --max-tokens, or max_model_len= to the engine)")
+        return RuntimeError(f"{url} answered {status}: {detail}")
+
+    # -- protocol ---------------------------------------------------------------------------
     async def stream(
         self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
     ) -> AsyncIterator[Chunk]:
         import httpx
 
+        await self.start()
+        body = self._body(prompt_ids, params)
         rid = request_id or next(request_ids)
-        self.stats.requests += 1
+        self._stats.requests += 1
         url = f"{self.base_url}/completions"
         finished = False
         self._open += 1
         try:
-            async with self._client.stream("POST", url, json=self._body(prompt_ids, params)) as resp:
+            async with self._client.stream("POST", url, json=body) as resp:
                 if resp.status_code != 200:
                     detail = (await resp.aread()).decode(errors="replace")[:500]
-                    raise RuntimeError(f"{url} answered {resp.status_code}: {detail}")
+                    finished = True
+                    raise self._refused(url, resp.status_code, detail, params)
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -98,20 +245,24 @@ class OpenAIEngine:
                     chunk = _parse(json.loads(data), params.logprobs, url)
                     if chunk is None:
                         continue
-                    self.stats.count(rid, len(chunk.token_ids))
+                    self._received += len(chunk.token_ids)
+                    self._stats.count(rid, len(chunk.token_ids))
                     finished = chunk.finish_reason is not None
                     yield chunk
                     if finished:
                         return
         except httpx.ConnectError as exc:
+            finished = True
             raise ConnectionError(f"cannot reach the completions server at {url}: {exc}") from None
         finally:
             self._open -= 1
-            if not finished:
-                self.stats.aborted_requests += 1  # leaving the `async with` closed the connection
+            if not finished:  # leaving the `async with` closed the connection: the server aborts
+                self._stats.aborted_requests += 1
+                self._pending.append(rid)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        self._sync.close()
 
 
 def _parse(obj: dict[str, Any], k: int | None, url: str) -> Chunk | None:

