@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,15 @@ demo: $(STAMP)
 	$(VENV)/bin/ponder eval --sweep controller=single,majority:n=8,ffs:n=8,budget_forcing:max_thinking_tokens=64 \
 		--limit 32 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-test: $(STAMP)
+# The race page's browser test drives Debian's headless chromium through its driver.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
