@@ -101,3 +101,14 @@ def test_cli_solve_warns_outside_the_tiny_reasoners_format():
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "4721" in warnings[0]
+
+
+@pytest.mark.vllm
+def test_cli_solve_json_on_vllm_is_clean_json_and_right():
+    """The README's second example: vLLM logs to stdout and its engine core inherits it, yet
+    `--json` prints one parseable object, and the answer is right."""
+    r = _ponder("solve", "Compute 472+389", "--engine", "vllm", "--json", "--temperature", "0",
+                "--answer-kind", "integer", "--gold", "861")
+    assert r.returncode == 0, r.stderr[-2000:]
+    sol = json.loads(r.stdout)
+    assert sol["answer"] == "861" and sol["correct"] is True

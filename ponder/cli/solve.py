@@ -13,6 +13,8 @@ option is checked before a model loads.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -54,6 +56,7 @@ def solve(
     from ponder.controllers import REGISTRY, get_controller
     from ponder.engines.ray import PoolError  # stdlib-only module: ray itself loads with a pool
 
+    out = _json_stdout() if as_json else None
     try:
         check_choice("--controller", controller, tuple(sorted(REGISTRY)))
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
@@ -67,10 +70,24 @@ def solve(
         solution = _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options)
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
         fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
-    if as_json:
-        typer.echo(json.dumps(solution.to_dict()))
+    if out is not None:
+        out.write(json.dumps(solution.to_dict()) + "\n")
+        out.flush()
         return
     _print_solution(solution)
+
+
+def _json_stdout():
+    """The real stdout for the JSON, with file descriptor 1 pointed at stderr from now on.
+
+    vLLM logs to stdout, Ray prints cluster notices there, and child processes (vLLM's engine
+    core, Ray's workers) inherit descriptor 1: moving it is the one way to keep ``--json``
+    output parseable whatever a library or its children print.
+    """
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(real, "w")
 
 
 def _warn_about_format(problem: str, model: str | None) -> None:
