@@ -84,6 +84,11 @@ def _json_stdout():
     core, Ray's workers) inherit descriptor 1: moving it is the one way to keep ``--json``
     output parseable whatever a library or its children print.
     """
+    try:
+        if sys.stdout.fileno() != 1:
+            return sys.stdout
+    except (AttributeError, ValueError, OSError):  # captured (typer's CliRunner, an embedding app)
+        return sys.stdout
     sys.stdout.flush()
     real = os.dup(1)
     os.dup2(2, 1)
