@@ -31,7 +31,7 @@ import urllib.request
 
 from ponder.engines.models import resolve_model
 
-__all__ = ["VLLMServer", "free_port", "serve_command", "vllm_dist_alias"]
+__all__ = ["VLLMServer", "free_port", "serve_command", "vllm_dist_alias", "wait_healthy"]
 
 ENTRY_MODULE = "vllm.entrypoints.cli.main"
 """The module behind the ``vllm`` console script (vLLM's current entry point)."""
@@ -41,6 +41,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, interval_s: float = 1.0) -> str | None:
+    """Poll ``url`` until it answers 200 while ``proc`` runs: None once healthy, else why not
+    (``"exited with status N"`` or ``"not healthy after T s"``)."""
+    deadline = time.time() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            return f"exited with status {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return None
+        except OSError:
+            pass
+        if time.time() > deadline:
+            return f"not healthy after {timeout_s:.0f} s"
+        time.sleep(interval_s)
 
 
 def serve_command(model: str, port: int, *args: str) -> list[str]:
@@ -104,22 +122,12 @@ class VLLMServer:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (self._alias_dir, env.get("PYTHONPATH")) if p)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + self.startup_timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                raise RuntimeError(f"vLLM server exited with status {code}; log: {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise TimeoutError(f"vLLM server not healthy after {self.startup_timeout_s:.0f} s; log: {self.log_path}")
-            time.sleep(1)
+        why = wait_healthy(self.proc, f"http://127.0.0.1:{self.port}/health", self.startup_timeout_s)
+        if why is None:
+            return self
+        self.stop()
+        error = RuntimeError if why.startswith("exited") else TimeoutError
+        raise error(f"vLLM server {why}; log: {self.log_path}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

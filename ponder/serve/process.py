@@ -11,24 +11,18 @@ output goes to a log file, and it is stopped (SIGTERM, then SIGKILL) on exit.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from ponder.engines.server import free_port, wait_healthy
 
 __all__ = ["ServeProcess", "free_port", "parse_metrics"]
 
 ROOT = Path(__file__).resolve().parents[2]
 """The directory holding the ``ponder`` package this module belongs to."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -66,20 +60,13 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.time() + self.startup_timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ponder serve exited with status {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.root}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise TimeoutError(f"ponder serve not healthy after {self.startup_timeout_s:.0f} s: {self.log_tail()}")
-            time.sleep(0.25)
+        why = wait_healthy(self.proc, f"{self.root}/health", self.startup_timeout_s, interval_s=0.25)
+        if why is None:
+            return self
+        if not why.startswith("exited"):
+            self.stop()
+            raise TimeoutError(f"ponder serve {why}: {self.log_tail()}")
+        raise RuntimeError(f"ponder serve {why}: {self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
