@@ -25,6 +25,11 @@ from ponder.engines.base import EngineStats, request_ids
 from ponder.types import Chunk, Problem, SamplingParams
 from ponder.verifiers import get_verifier
 
+ABORT_SLACK = 2
+"""Tokens an aborted request may have decoded beyond what reached its reader: the step in flight,
+plus one already delivered to its queue whose reader was cancelled before it woke up to read it
+(asyncio delivers the cancellation instead of the pending result). Seen under load in CI."""
+
 SPECIAL = ["<pad>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<think>", "</think>", "\\boxed{"]
 CHARS = list("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ \n")
 

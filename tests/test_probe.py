@@ -23,7 +23,7 @@ from ponder.controllers.trace import SampleContext
 from ponder.prompts import FAMILIES
 from ponder.types import Problem
 from ponder.verifiers import get_verifier
-from scripted import PROBLEM, SEEDED, ScriptedEngine, solve
+from scripted import ABORT_SLACK, PROBLEM, SEEDED, ScriptedEngine, solve
 
 FORCED = "</think>\\boxed{"
 LADDER = "<think>\n" + "1" * 10 + "2" * 10 + "3" * 10 + "7" * 40 + "\n</think>\\boxed{7}</s>"
@@ -69,7 +69,7 @@ async def test_consistent_rule_stops_after_window_equal_answers_while_the_sample
     # concurrent, not paused: the sample decoded on while its last probe answered, then stopped
     seq = t.info["sequential_tokens"]
     assert 50 + 3 <= seq < len(own) and sol.sequential == seq and "</think>" not in tok.decode(t.token_ids[:seq])
-    assert sol.total_tokens == seq + 5 * 3 and t.wasted_tokens <= 1
+    assert sol.total_tokens == seq + 5 * 3 and t.wasted_tokens <= ABORT_SLACK  # only its own stream was aborted
     await asyncio.sleep(0.02)
     assert engine.unfinished() == 0
     check_accounting(engine, t)
@@ -130,9 +130,9 @@ async def test_ffs_over_probed_samples_the_first_exit_wins_and_everything_else_i
     assert sol.answer == "7" and sol.info["winner"] == 1 and winner.info["stop"] == "consistent"
     assert sol.sequential == winner.info["sequential_tokens"] < winner.tokens  # probes ran beside the sample
     for t in (sol.traces[0], sol.traces[2]):
-        # at most the step in flight for each request aborted: the sample's own and each running probe's
-        in_flight = 1 + sum(p["state"] == "cancelled" for p in t.info["probes"])
-        assert t.aborted and t.answer is None and t.info["stop"] == "aborted" and t.wasted_tokens <= in_flight
+        # a bounded slack for each request aborted: the sample's own and each running probe's
+        aborted = 1 + sum(p["state"] == "cancelled" for p in t.info["probes"])
+        assert t.aborted and t.answer is None and t.info["stop"] == "aborted" and t.wasted_tokens <= ABORT_SLACK * aborted
         assert len(t.info["probes"]) >= 5 and not any(p["state"] == "running" for p in t.info["probes"])
     assert sol.total_tokens == sum(t.tokens for t in sol.traces)
     await asyncio.sleep(0.02)
