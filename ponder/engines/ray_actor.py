@@ -1,24 +1,32 @@
 """The actor side of the Ray pool (`ponder.engines.ray.RayPool`): a real engine plus buffers.
 
-Runs inside an async Ray actor: `open` starts a request on the actor's engine, `poll` hands back
-everything buffered for all open requests (merged into one chunk each) with the engine's own
-token counts, and `abort` cancels a request and returns once the engine has stopped it.
-Nothing here imports Ray at module level; the pool wraps `EngineActor` with ``ray.remote``.
+Runs inside an async Ray actor. `open` starts a request on the actor's engine. Whatever the engine
+produces is buffered per request and pushed to the pool as soon as there is something, merged into
+one chunk per request with the engine's own token counts, so a finished sample reaches the pool at
+once, without the pool asking: over the direct stream of `ponder.engines.ray_channel` when the pool
+is connected to it, else through `push`, a Ray streaming generator. An abort cancels a batch of
+requests (all the losers of an FFS on this actor in one message) and is answered once the engine
+has stopped them, with what each really cost. Nothing here imports Ray at module level; the pool
+wraps `EngineActor` with ``ray.remote``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from contextlib import aclosing
-from typing import Any
+from typing import Any, AsyncIterator
 
+from ponder.engines.ray_channel import Listener, frame, read_frame
 from ponder.types import Chunk, SamplingParams
 
-__all__ = ["EngineActor", "POLL_WAIT_S"]
+__all__ = ["EngineActor", "SWITCH_INTERVAL_S"]
 
-POLL_WAIT_S = 1.0
-"""How long an actor's `poll` waits for tokens before returning empty (lets idle pollers exit)."""
+SWITCH_INTERVAL_S = 0.001
+"""The actor's GIL switch interval (Python's default is 5 ms). An hf engine decodes in a worker
+thread that holds the GIL for most of a step; the actor's event loop, which receives aborts and
+pushes tokens, waits for it up to this long at every hand-over."""
 
 
 class _Stream:
@@ -31,14 +39,18 @@ class _Stream:
 
 
 class EngineActor:
-    """The actor: a real engine plus buffers the pool drains with `poll` (use via `RayPool`)."""
+    """The actor: a real engine plus buffers the pool reads through `push` (use via `RayPool`)."""
 
     def __init__(self, engine: str, engine_kwargs: dict[str, Any]) -> None:
         from ponder.engines.registry import make_engine  # a leaf module: no import cycle with ray.py
 
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.engine = make_engine(engine, **engine_kwargs)
         self.streams: dict[str, _Stream] = {}
         self.wake = asyncio.Event()
+        self.reader = 0  # the newest reader (stream or `push` call); an older one stops
+        self.listener = Listener(self._serve)
+        self.closed = asyncio.Event()
 
     async def ready(self) -> dict[str, Any]:
         start = getattr(self.engine, "start", None)
@@ -46,8 +58,12 @@ class EngineActor:
             await start()
         import ray
 
+        group = ray.util.get_current_placement_group()
+        node = ray.util.get_node_ip_address()
         return {"model_name": self.engine.model_name, "engine": self.engine.name, "pid": os.getpid(),
-                "node": ray.util.get_node_ip_address()}
+                "node": node, "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                "placement_group": group.id.hex() if group is not None else None,
+                "channel": await self.listener.start(node)}
 
     async def open(self, rid: str, prompt_ids: list[int], params: SamplingParams) -> None:
         stream = self.streams[rid] = _Stream()
@@ -65,15 +81,54 @@ class EngineActor:
             stream.error = exc
             self.wake.set()
 
-    async def poll(self) -> dict[str, tuple[Chunk | None, BaseException | None, int]]:
-        """Everything buffered since the last call: {request: (merged chunk, error, tokens the
-        engine has decoded for it so far)}; waits up to `POLL_WAIT_S` for the first token."""
-        if not any(s.buffer or s.error for s in self.streams.values()):
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), POLL_WAIT_S)
-            except asyncio.TimeoutError:
-                return {}
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The pool's direct stream: tokens out as they come, aborts in (the newest stream wins)."""
+        self.reader += 1
+        me = self.reader
+        self.wake.set()  # an older reader wakes up and stops
+        sender = asyncio.get_running_loop().create_task(self._send(writer, me))
+        try:
+            while True:
+                kind, ticket, rids = await read_frame(reader)
+                if kind == "abort":
+                    asyncio.get_running_loop().create_task(self._abort_and_answer(writer, ticket, rids))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            sender.cancel()
+            writer.close()
+
+    async def _send(self, writer: asyncio.StreamWriter, me: int) -> None:
+        while me == self.reader:
+            if not any(s.buffer or s.error for s in self.streams.values()):
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            writer.write(frame(("tokens", self._drain())))
+            await writer.drain()
+
+    async def _abort_and_answer(self, writer: asyncio.StreamWriter, ticket: int, rids: list[str]) -> None:
+        costs = await self.abort(rids)
+        if not writer.is_closing():
+            writer.write(frame(("aborted", ticket, costs)))
+
+    async def watch(self) -> None:
+        """Returns when the actor closes; the pool keeps one call open to learn of its death."""
+        await self.closed.wait()
+
+    async def push(self) -> AsyncIterator[dict[str, tuple[Chunk | None, BaseException | None, int]]]:
+        """Yield ``{request: (merged chunk, error, tokens the engine decoded for it so far)}`` each
+        time something was buffered, until a newer `push` call takes over."""
+        self.reader += 1
+        me = self.reader
+        while me == self.reader:
+            if not any(s.buffer or s.error for s in self.streams.values()):
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            yield self._drain()
+
+    def _drain(self) -> dict[str, tuple[Chunk | None, BaseException | None, int]]:
         out = {}
         for rid, s in list(self.streams.items()):
             if not (s.buffer or s.error):
@@ -85,20 +140,24 @@ class EngineActor:
                 del self.streams[rid]
         return out
 
-    async def abort(self, rid: str) -> tuple[int, int]:
-        """Stop a request; returns (tokens decoded for it in all, of which after the abort)."""
-        at_abort = self.engine.stats.per_request.get(rid, 0)
-        stream = self.streams.pop(rid, None)
-        if stream is not None and stream.task is not None:
-            stream.task.cancel()
-            await asyncio.gather(stream.task, return_exceptions=True)
+    async def abort(self, rids: list[str]) -> dict[str, tuple[int, int]]:
+        """Stop requests; returns {request: (tokens decoded for it in all, of which after the abort)}."""
+        counts = self.engine.stats.per_request
+        at_abort = {rid: counts.get(rid, 0) for rid in rids}
+        tasks = [s.task for s in (self.streams.pop(rid, None) for rid in rids) if s is not None and s.task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         settle = getattr(self.engine, "settle", None)
-        if settle is not None:  # hf: the step that was running when the abort came has landed
+        if settle is not None:  # the step that was running when the abort came has landed
             await settle()
-        final = self.engine.stats.per_request.get(rid, 0)
-        return final, final - at_abort
+        return {rid: (counts.get(rid, 0), counts.get(rid, 0) - at_abort[rid]) for rid in rids}
 
     async def close(self) -> None:
+        self.reader += 1
+        self.wake.set()
+        self.closed.set()
+        self.listener.close()
         for s in self.streams.values():
             if s.task is not None:
                 s.task.cancel()
