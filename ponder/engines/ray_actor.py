@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-from ponder.engines.ray_channel import Listener, frame, read_frame
+from ponder.engines.ray_channel import Listener, frame, merge_chunks, read_frame
 from ponder.types import Chunk, SamplingParams
 
-__all__ = ["EngineActor", "SWITCH_INTERVAL_S"]
+__all__ = ["EngineActor", "WINDOW"]
 
-SWITCH_INTERVAL_S = 0.001
-"""The actor's GIL switch interval (Python's default is 5 ms). An hf engine decodes in a worker
-thread that holds the GIL for most of a step; the actor's event loop, which receives aborts and
-pushes tokens, waits for it up to this long at every hand-over."""
-
+WINDOW = 2
+"""Frames of tokens in flight to the pool before the actor waits for its acknowledgement: a pool
+that keeps up gets every decode step at once; one that falls behind gets the steps merged, fewer
+and larger frames, instead of a growing backlog of small ones (as a poll would)."""
 
 class _Stream:
     """Actor side: one request's buffered chunks."""
@@ -44,7 +42,6 @@ class EngineActor:
     def __init__(self, engine: str, engine_kwargs: dict[str, Any]) -> None:
         from ponder.engines.registry import make_engine  # a leaf module: no import cycle with ray.py
 
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.engine = make_engine(engine, **engine_kwargs)
         self.streams: dict[str, _Stream] = {}
         self.wake = asyncio.Event()
@@ -86,11 +83,14 @@ class EngineActor:
         self.reader += 1
         me = self.reader
         self.wake.set()  # an older reader wakes up and stops
-        sender = asyncio.get_running_loop().create_task(self._send(writer, me))
+        credit = asyncio.Semaphore(WINDOW)
+        sender = asyncio.get_running_loop().create_task(self._send(writer, me, credit))
         try:
             while True:
                 kind, ticket, rids = await read_frame(reader)
-                if kind == "abort":
+                if kind == "ack":
+                    credit.release()
+                elif kind == "abort":
                     asyncio.get_running_loop().create_task(self._abort_and_answer(writer, ticket, rids))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
@@ -98,12 +98,13 @@ class EngineActor:
             sender.cancel()
             writer.close()
 
-    async def _send(self, writer: asyncio.StreamWriter, me: int) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, me: int, credit: asyncio.Semaphore) -> None:
         while me == self.reader:
             if not any(s.buffer or s.error for s in self.streams.values()):
                 self.wake.clear()
                 await self.wake.wait()
                 continue
+            await credit.acquire()  # at most WINDOW frames the pool has not read yet
             writer.write(frame(("tokens", self._drain())))
             await writer.drain()
 
@@ -133,7 +134,7 @@ class EngineActor:
         for rid, s in list(self.streams.items()):
             if not (s.buffer or s.error):
                 continue
-            chunk = _merge(s.buffer) if s.buffer else None
+            chunk = merge_chunks(s.buffer) if s.buffer else None
             s.buffer = []
             out[rid] = (chunk, s.error, self.engine.stats.per_request.get(rid, 0))
             if s.error is not None or (chunk is not None and chunk.finish_reason is not None):
@@ -165,12 +166,3 @@ class EngineActor:
         shutdown = getattr(self.engine, "shutdown", None)
         if shutdown is not None:
             shutdown()
-
-
-def _merge(chunks: list[Chunk]) -> Chunk:
-    if len(chunks) == 1:
-        return chunks[0]
-    last = chunks[-1]
-    lps = None if any(c.logprobs is None for c in chunks) else tuple(x for c in chunks for x in c.logprobs)
-    tops = None if any(c.top_logprobs is None for c in chunks) else tuple(x for c in chunks for x in c.top_logprobs)
-    return Chunk(tuple(t for c in chunks for t in c.token_ids), lps, tops, last.finish_reason, last.stop_reason)
