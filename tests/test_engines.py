@@ -232,3 +232,46 @@ def test_server_metrics_are_parsed_for_vllm_and_sglang():
     assert (counts.server, counts.generated, counts.running, counts.waiting) == ("sglang", 75, 4, 0)
     assert parse_metrics("# a server with other metrics\nhttp_requests_total 3\n") is None
     assert metrics_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/metrics"
+
+
+async def test_openai_engine_says_when_its_counts_are_only_the_clients():
+    """A completions server without /metrics: the engine reports client-side counts as such."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = b'{"data": [{"id": "m"}]}' if self.path == "/v1/models" else b"not here"
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            events = ['{"choices": [{"token_ids": [5], "finish_reason": null}]}',
+                      '{"choices": [{"token_ids": [6], "finish_reason": "length"}]}', "[DONE]"]
+            body = "".join(f"data: {e}\n\n" for e in events).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    from ponder.engines.openai import OpenAIEngine
+
+    engine = OpenAIEngine(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", served_model="m")
+    try:
+        c = await complete(engine, [1, 2, 3], SamplingParams(max_tokens=2))
+        assert c.token_ids == [5, 6] and c.finish_reason == "length"
+        assert engine.max_model_len is None  # the server does not say: requests go out uncapped
+        assert engine.stats.engine_side is False and engine.stats.generated_tokens == 2
+        assert engine.unfinished() == 0
+    finally:
+        await engine.aclose()
+        server.shutdown()

