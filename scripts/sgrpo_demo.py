@@ -3,6 +3,7 @@ measure both (and the untrained model) on 500 held-out arith problems, greedy an
 
     python scripts/sgrpo_demo.py                      # both trainings, then the measurement (~45 min on 2 cores)
     python scripts/sgrpo_demo.py --skip-train         # re-measure and re-plot existing runs
+    python scripts/sgrpo_demo.py --algos sgrpo --out runs/sgrpo-demo-vllm engine=vllm   # S-GRPO rollouts in vLLM
 
 Writes ``<out>/results.json``, ``<out>/results.md`` (the before/after table) and
 ``<out>/curves.png`` (held-out accuracy and thinking tokens over training steps, from each run's
@@ -95,13 +96,18 @@ def main() -> None:
     ap.add_argument("--out", default="runs/sgrpo-demo", help="Directory of the two runs and the results.")
     ap.add_argument("--problems", type=int, default=500, help="Held-out problems of the final measurement.")
     ap.add_argument("--skip-train", action="store_true", help="Use the runs already in --out.")
+    ap.add_argument("--algos", default="sgrpo,grpo", help="Comma-separated algorithms to train and measure.")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, for both algorithms.")
     args = ap.parse_args()
     out = Path(args.out)
-    runs = {"S-GRPO": out / "sgrpo", "GRPO": out / "grpo"}
+    names = {"sgrpo": "S-GRPO", "grpo": "GRPO"}
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    if not algos or any(a not in names for a in algos):
+        ap.error(f"--algos: choose from {sorted(names)} (got {args.algos!r})")
+    runs = {names[a]: out / a for a in algos}
     walls = {}
     if not args.skip_train:
-        for (name, run), algo in zip(runs.items(), ("sgrpo", "grpo")):
+        for (name, run), algo in zip(runs.items(), algos):
             walls[name] = round(train(algo, run, args.overrides), 1)
     from ponder.engines import TINY_REASONER
 

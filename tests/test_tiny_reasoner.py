@@ -56,3 +56,23 @@ async def test_answers_after_a_forced_cut(hf_engine):
             for ids, h in zip(prompts, heads)))
         closed = sum(bool(re.match(r"\\boxed\{\d+\}", tok.decode(t.token_ids))) for t in tails)
         assert closed >= 6, f"cut at {cut}: only {closed}/8 answers closed their box"
+
+
+def test_rl_training_problems_share_nothing_with_the_held_out_pool():
+    """The recipes' RL set (seed 2, 2000 problems) vs every held-out problem an evaluation can draw."""
+    import pytest
+
+    from ponder.benchmarks.arith import HELD_OUT_POOL
+    from ponder.benchmarks.registry import load_problems
+    from ponder.rl.train import TrainConfig, load_config, load_training_problems
+
+    recipe = load_config(str(Path(__file__).resolve().parents[1] / "recipes" / "tiny-sgrpo.yaml"))
+    train = load_training_problems(recipe)
+    held_out = load_problems("arith", None, HELD_OUT_POOL)
+    assert len(train) == recipe.limit == 2000 and len(held_out) == HELD_OUT_POOL
+    assert {p.prompt for p in train} & {p.prompt for p in held_out} == set()
+    # without the exclusion the same draw does collide, so the check above can fail
+    assert {p.prompt for p in problems(2000, seed=2)} & {p.prompt for p in load_problems("arith", None, 500)}
+    assert len(load_training_problems(TrainConfig(limit=50))) == 50
+    with pytest.raises(ValueError, match="at most 2000 held-out"):
+        load_problems("arith", None, HELD_OUT_POOL + 1)

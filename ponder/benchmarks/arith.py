@@ -15,7 +15,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["ArithProblem", "make_problem", "problems", "reference_trace", "first_stated_answer"]
+__all__ = ["ArithProblem", "make_problem", "problems", "training_problems", "reference_trace", "first_stated_answer",
+           "HELD_OUT_SEED", "TRAIN_SEED", "HELD_OUT_POOL"]
+
+HELD_OUT_SEED = 1
+"""Held-out problems (``ponder eval`` arith, the model cards, RL evaluations) come from this seed."""
+TRAIN_SEED = 2
+"""RL training problems come from this seed, minus any that also occur in the held-out pool."""
+HELD_OUT_POOL = 2000
+"""How many held-out problems RL training is kept disjoint from (every evaluation uses at most these)."""
 
 ANSWER_PHRASE = "so the answer is "
 """Marks the first (and every restated) answer inside a trace."""
@@ -52,6 +60,21 @@ def problems(n: int, seed: int = 0) -> list[ArithProblem]:
     """``n`` problems, the same for the same seed (ids ``arith-<seed>-<i>``)."""
     rng = random.Random(f"arith-{seed}")
     return [make_problem(rng, f"arith-{seed}-{i}") for i in range(n)]
+
+
+def training_problems(n: int, seed: int = TRAIN_SEED, held_out: int = HELD_OUT_POOL) -> list[ArithProblem]:
+    """``n`` problems drawn from ``seed``, skipping any whose terms occur among the first ``held_out``
+    problems of the held-out seed (two independent draws of small sums collide: 9 of the 500 held-out
+    problems occur among the first 2000 seed-2 draws). Ids keep their draw index, so a skipped
+    problem leaves a gap and the others keep the ids they had."""
+    banned = {p.terms for p in problems(held_out, seed=HELD_OUT_SEED)}
+    rng, out, i = random.Random(f"arith-{seed}"), [], 0
+    while len(out) < n:
+        p = make_problem(rng, f"arith-{seed}-{i}")
+        i += 1
+        if p.terms not in banned:
+            out.append(p)
+    return out
 
 
 def _column(terms: tuple[int, ...], col: int, carry: int, delta: int = 0) -> tuple[str, int]:

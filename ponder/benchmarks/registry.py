@@ -172,9 +172,11 @@ def _gsm8k(row: Row) -> Problem:
 
 
 def _arith(limit: int | None) -> list[Problem]:
-    from ponder.benchmarks.arith import problems
+    from ponder.benchmarks.arith import HELD_OUT_POOL, HELD_OUT_SEED, problems
 
-    return [Problem(p.prompt, str(p.answer), "integer", p.id) for p in problems(limit or 500, seed=1)]
+    if limit is not None and limit > HELD_OUT_POOL:  # beyond it, RL training problems may reappear
+        raise ValueError(f"arith: at most {HELD_OUT_POOL} held-out problems (got limit={limit})")
+    return [Problem(p.prompt, str(p.answer), "integer", p.id) for p in problems(limit or 500, seed=HELD_OUT_SEED)]
 
 
 _AIME = "problem (or question), answer; optional id"

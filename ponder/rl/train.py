@@ -173,13 +173,13 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **fixed: Any
 
 def load_training_problems(cfg: TrainConfig):
     """The training problems; all must have a gold answer and one answer kind with a verifier."""
-    from ponder.benchmarks.arith import problems
+    from ponder.benchmarks.arith import training_problems
     from ponder.types import Problem
     from ponder.verifiers import REGISTRY
 
     if cfg.dataset == "arith" and cfg.data is None:
         items = [Problem(p.prompt, gold=str(p.answer), answer_kind="integer", id=p.id)
-                 for p in problems(cfg.limit or 2000, seed=2)]
+                 for p in training_problems(cfg.limit or 2000)]  # disjoint from the held-out pool
     else:
         from ponder.benchmarks.registry import load_problems
 
