@@ -5,6 +5,7 @@ reproduces exactly on the same machine type:
 
     python scripts/train_tiny_reasoner.py --eval-only     # calls write_card()
     python scripts/tiny_reasoner_card.py                   # the same, directly
+    python scripts/tiny_reasoner_card.py tiny-reasoner-verbose   # another organism under ponder/assets/
 """
 
 from __future__ import annotations
@@ -125,11 +126,22 @@ async def measure(model_dir: Path, n_problems: int, n_sampled: int, k: int = 8) 
     return res
 
 
-def render_card(r: dict, training: dict) -> str:
+def checks_sentence(training: dict) -> str:
+    """How the organism's checks were written in training (the default one's overthinking hurts)."""
+    most = training.get("max_checks")
+    span = f"0-{most}" if most is not None else "0-3 (at most one fewer than the terms)"
+    if training.get("corrupt_p"):
+        return (f"make {span} redundant \"wait, check\" passes that were\ncorrupted with probability "
+                f"{training['corrupt_p']} in training, so the model overthinks by design.")
+    return (f"make {span} redundant \"wait, check\" passes that always\nrestate the right answer in training: "
+            "overthinking by design that does no harm (a 0/1 reward cannot see it).")
+
+
+def render_card(r: dict, training: dict, name: str = "tiny-reasoner") -> str:
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
     ranks = " | ".join(pct(x) for x in r["accuracy_by_length_rank"])
     budgets = "\n".join(f"| {b} | {pct(a)} |" for b, a in r["budget_accuracy"].items())
-    return f"""# tiny-reasoner
+    return f"""# {name}
 
 A {training.get('parameters', 0) / 1e6:.2f}M-parameter Llama (hidden 128, 4 layers, 4 heads of 32, FFN 512,
 tied embeddings) with a character-level tokenizer of 104 symbols (`<think>`, `</think>`, `\\boxed{{`
@@ -137,8 +149,7 @@ and `</s>` are single tokens), trained from scratch on CPU by `scripts/train_tin
 in {training.get('train_seconds', '?')} s ({training.get('steps')} steps of {training.get('batch_size')} examples, seed {training.get('seed')}).
 
 Task: `ponder.benchmarks.arith` sums (2-4 terms of 1-3 digits, zero-padded in the prompt). Traces work
-column by column, state the answer, then make 0-3 redundant "wait, check" passes that were
-corrupted with probability {training.get('corrupt_p')} in training, so the model overthinks by design.
+column by column, state the answer, then {checks_sentence(training)}
 
 Input format: `Compute ` then 2-4 terms of 1-3 digits, each zero-padded to three digits, joined by
 `+` without spaces: `Compute 012+034`, `Compute 110+057+004`. That is the only shape it was trained
@@ -182,10 +193,10 @@ def write_card(model_dir: Path, n_problems: int = 500, n_sampled: int = 250) -> 
     results = asyncio.run(measure(model_dir, n_problems, min(n_sampled, n_problems)))
     training = json.loads((model_dir / "training.json").read_text()) if (model_dir / "training.json").exists() else {}
     (model_dir / "card.json").write_text(json.dumps(results, indent=2) + "\n")
-    (model_dir / "MODEL_CARD.md").write_text(render_card(results, training))
+    (model_dir / "MODEL_CARD.md").write_text(render_card(results, training, model_dir.name))
     print((model_dir / "MODEL_CARD.md").read_text())
     return results
 
 
 if __name__ == "__main__":
-    write_card(ROOT / "ponder" / "assets" / "tiny-reasoner")
+    write_card(ROOT / "ponder" / "assets" / (sys.argv[1] if len(sys.argv) > 1 else "tiny-reasoner"))

@@ -6,8 +6,13 @@ redundant checks that are corrupted 35% of the time in the training data, then
 ``</think>\\boxed{N}``. The result lives in ``ponder/assets/tiny-reasoner`` and loads in
 transformers and vLLM. Training is seeded and runs in about ten minutes on 2 cores.
 
-    python scripts/train_tiny_reasoner.py              # train, save, evaluate, write MODEL_CARD.md
-    python scripts/train_tiny_reasoner.py --eval-only  # re-measure the committed model's card
+``--organism verbose`` trains ``ponder/assets/tiny-reasoner-verbose`` the same way, except that its
+0-3 checks always restate the right answer: overthinking that does no harm, which a 0/1 reward
+cannot see and S-GRPO's decaying reward can.
+
+    python scripts/train_tiny_reasoner.py                      # train, save, evaluate, write MODEL_CARD.md
+    python scripts/train_tiny_reasoner.py --eval-only          # re-measure the committed model's card
+    python scripts/train_tiny_reasoner.py --organism verbose   # the harmless-overthinking organism
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from ponder.benchmarks.arith import ANSWER_PHRASE, make_problem, problems, reference_trace  # noqa: E402
 
-OUT = ROOT / "ponder" / "assets" / "tiny-reasoner"
+ORGANISMS = {
+    "default": {"out": "tiny-reasoner", "corrupt_p": 0.35, "max_checks": None},
+    "verbose": {"out": "tiny-reasoner-verbose", "corrupt_p": 0.0, "max_checks": 3},
+}
+"""Each organism's asset folder and trace settings (``max_checks`` None: one fewer than the terms)."""
 SPECIALS = ["<pad>", "</s>", "<unk>", "<|user|>", "<|assistant|>"]
 ADDED = ["<think>", "</think>", "\\boxed{"]
 CHAT_TEMPLATE = (
@@ -96,7 +105,7 @@ def training_batches(tokenizer, args, held_out: set[tuple[int, ...]]):
             p = make_problem(rng, "train")
             if p.terms in held_out:
                 continue
-            thinking, answer = reference_trace(p.terms, rng, corrupt_p=args.corrupt_p)
+            thinking, answer = reference_trace(p.terms, rng, corrupt_p=args.corrupt_p, max_checks=args.max_checks)
             if rng.random() < args.cut_p:
                 thinking, answer = cut_thinking(thinking, answer, p.answer, rng)
             completion = f"<think>{thinking}</think>\\boxed{{{answer}}}"
@@ -131,7 +140,7 @@ def _collate(rows, pad_id: int):
     return input_ids, labels
 
 
-def train(args) -> None:
+def train(args, out: Path) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
@@ -158,13 +167,13 @@ def train(args) -> None:
         opt.step()
         if step % 50 == 0 or step == 1:
             print(f"step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} {time.time() - start:.0f}s", flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(OUT, safe_serialization=True)
-    tokenizer.save_pretrained(OUT)
-    (OUT / "training.json").write_text(json.dumps({**vars(args), "parameters": n_params, "train_seconds": round(time.time() - start)}, indent=2) + "\n")
-    print(f"saved to {OUT} after {time.time() - start:.0f}s")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps({**vars(args), "parameters": n_params, "train_seconds": round(time.time() - start)}, indent=2) + "\n")
+    print(f"saved to {out} after {time.time() - start:.0f}s")
 
 
 def main() -> None:
@@ -174,18 +183,24 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--corrupt-p", type=float, default=0.35)
+    ap.add_argument("--organism", choices=sorted(ORGANISMS), default="default",
+                    help="default: checks corrupted 35%% of the time; verbose: 0-3 checks that always restate the right answer")
+    ap.add_argument("--corrupt-p", type=float, default=None, help="override the organism's corruption rate")
     ap.add_argument("--cut-p", type=float, default=0.1, help="share of forced-exit (cut thinking) examples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--held-out-guard", type=int, default=5000, help="test problems never trained on")
     ap.add_argument("--eval-problems", type=int, default=500)
     args = ap.parse_args()
+    spec = ORGANISMS[args.organism]
+    args.corrupt_p = spec["corrupt_p"] if args.corrupt_p is None else args.corrupt_p
+    args.max_checks = spec["max_checks"]
+    out = ROOT / "ponder" / "assets" / spec["out"]
     if not args.eval_only:
-        train(args)
+        train(args, out)
     from tiny_reasoner_card import write_card  # scripts/ sibling: the measurements
 
-    write_card(OUT, n_problems=args.eval_problems)
+    write_card(out, n_problems=args.eval_problems)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,29 @@ def test_rl_training_problems_share_nothing_with_the_held_out_pool():
     assert len(load_training_problems(TrainConfig(limit=50))) == 50
     with pytest.raises(ValueError, match="at most 2000 held-out"):
         load_problems("arith", None, HELD_OUT_POOL + 1)
+
+
+async def test_verbose_organism_overthinks_without_harm():
+    """tiny-reasoner-verbose: the same format, and its checks restate the answer it first stated."""
+    from ponder.benchmarks.arith import ANSWER_PHRASE
+    from ponder.engines import TINY_REASONER_VERBOSE, make_engine
+
+    folder = Path(TINY_REASONER_VERBOSE)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md", "card.json", "training.json"):
+        assert (folder / name).exists(), name
+    assert json.loads((folder / "training.json").read_text())["corrupt_p"] == 0.0
+    engine = make_engine("hf", model="tiny-reasoner-verbose")
+    try:
+        items = problems(24, seed=1)
+        outs = await asyncio.gather(*(
+            complete(engine, render(engine.tokenizer, p.prompt, FAMILIES["tiny"]), SamplingParams(max_tokens=400))
+            for p in items))
+    finally:
+        await engine.aclose()
+    texts = [engine.tokenizer.decode(o.token_ids) for o in outs]
+    assert all(t.startswith("<think>\nd1: ") and "</think>\\boxed{" in t for t in texts)
+    stated = [[int(x) for x in re.findall(re.escape(ANSWER_PHRASE) + r"(\d+)", t.split("</think>")[0])] for t in texts]
+    checked = [s for s in stated if len(s) > 1]
+    assert len(checked) >= 6  # it does check after answering...
+    assert sum(len(set(s)) == 1 for s in checked) >= 0.9 * len(checked)  # ...and the checks change nothing
+    assert sum(s[0] == p.answer for s, p in zip(stated, items) if s) >= 12

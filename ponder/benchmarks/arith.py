@@ -85,7 +85,8 @@ def _column(terms: tuple[int, ...], col: int, carry: int, delta: int = 0) -> tup
 
 
 def reference_trace(
-    terms: tuple[int, ...], rng: random.Random, corrupt_p: float = 0.35, n_checks: int | None = None
+    terms: tuple[int, ...], rng: random.Random, corrupt_p: float = 0.35, n_checks: int | None = None,
+    max_checks: int | None = None,
 ) -> tuple[str, int]:
     """A ``<think>`` body and the final answer it ends with.
 
@@ -94,7 +95,8 @@ def reference_trace(
         rng: drives the number of checks, the checked columns and their corruption.
         corrupt_p: probability that one check adds an error of 1-2 to its column sum,
             which then shifts the restated (and final) answer.
-        n_checks: fix the number of checks (default: uniform in 0..len(terms)-1).
+        n_checks: fix the number of checks (default: uniform in 0..max_checks).
+        max_checks: the most checks a trace makes (default: one fewer than the terms).
 
     Returns:
         (thinking text without the delimiters, final answer).
@@ -107,7 +109,7 @@ def reference_trace(
     answer = sum(terms)
     lines.append(f"{ANSWER_PHRASE}{answer}")
     if n_checks is None:
-        n_checks = rng.randint(0, len(terms) - 1)
+        n_checks = rng.randint(0, len(terms) - 1 if max_checks is None else max_checks)
     for _ in range(n_checks):
         col = rng.randrange(3)
         carry_in = (sum((t % 10**col) for t in terms) // 10**col) if col else 0

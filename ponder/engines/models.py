@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["TINY_REASONER", "resolve_model"]
+__all__ = ["TINY_REASONER", "TINY_REASONER_VERBOSE", "resolve_model"]
 
 TINY_REASONER = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reasoner")
 """Path of the embedded tiny reasoner (the default model everywhere)."""
+
+TINY_REASONER_VERBOSE = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reasoner-verbose")
+"""The same recipe, but its checks after the first answer always restate it (harmless overthinking)."""
 
 
 def resolve_model(model: str | None) -> str:
     """The default model when none is given; a clear error for a missing local path."""
     if model is None or model in ("tiny", "tiny-reasoner"):
         return TINY_REASONER
+    if model == "tiny-reasoner-verbose":
+        return TINY_REASONER_VERBOSE
     path = Path(model).expanduser()
     looks_local = model.startswith((".", "/", "~")) or path.exists()
     if looks_local and not (path / "config.json").exists():

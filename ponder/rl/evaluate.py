@@ -9,7 +9,8 @@ once greedily and once at ``temperature``, and appends one JSON line per evaluat
      "sampled_accuracy": 0.72, "sampled_thinking_tokens": 95.4, "problems": 128, "seconds": 14.2}
 
 `JsonlLog` appends every training log (reward, loss, exit statistics) to ``<output_dir>/log.jsonl``.
-`measure` is the same measurement as a function (used by the demonstration script on saved models).
+`measure` is the same measurement as a function (used by the demonstration script on saved models);
+`measure_rows` gives its per-problem rows (the experiment script's ``heldout.jsonl``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from typing import Any
 
 from ponder.rl.rollout import callback_base, eval_mode
 
-__all__ = ["measure", "HeldOutEval", "JsonlLog", "read_eval_log"]
+__all__ = ["measure", "measure_rows", "summarize", "HeldOutEval", "JsonlLog", "read_eval_log"]
 
 
-async def measure(engine: Any, problems: list, *, temperature: float = 0.7, max_tokens: int = 400,
-                  seed: int = 0, family: str | None = None) -> dict[str, float]:
-    """Greedy and sampled (one sample at ``temperature``) accuracy and mean thinking tokens."""
+async def measure_rows(engine: Any, problems: list, *, temperature: float = 0.7, max_tokens: int = 400,
+                       seed: int = 0, family: str | None = None) -> list[dict]:
+    """One row per problem and mode (``greedy``, then ``sampled`` with seed ``seed + i`` for problem i):
+    id, gold, answer, correct, thinking tokens, tokens, finish reason."""
     from ponder.controllers.trace import SampleContext, thinking_tokens
     from ponder.engines import complete
-    from ponder.prompts import family_for, render
+    from ponder.prompts import family_for, render, split_thinking
     from ponder.types import SamplingParams
     from ponder.verifiers import get_verifier
 
@@ -39,14 +41,34 @@ async def measure(engine: Any, problems: list, *, temperature: float = 0.7, max_
     fam = family_for(tok, getattr(tok, "name_or_path", None), family)
     ctx = SampleContext(engine, [], fam)
     prompts = [render(tok, p.prompt, fam) for p in problems]
-    out: dict[str, float] = {"problems": len(problems)}
-    for name, temp in (("greedy", 0.0), ("sampled", temperature)):
+    rows: list[dict] = []
+    for mode, temp in (("greedy", 0.0), ("sampled", temperature)):
         params = [SamplingParams(max_tokens=max_tokens, temperature=temp, seed=seed + i) for i in range(len(prompts))]
         done = await asyncio.gather(*(complete(engine, ids, sp) for ids, sp in zip(prompts, params)))
-        right = [bool(get_verifier(p.answer_kind).verify(p.gold, tok.decode(c.token_ids))) for p, c in zip(problems, done)]
-        out[f"{name}_accuracy"] = statistics.mean(right)
-        out[f"{name}_thinking_tokens"] = statistics.mean(thinking_tokens(ctx, c.token_ids) for c in done)
+        for p, c in zip(problems, done):
+            verifier, text = get_verifier(p.answer_kind), tok.decode(c.token_ids)
+            _, answer_part, closed = split_thinking(text, fam)
+            rows.append({"id": p.id, "mode": mode, "gold": p.gold, "answer": verifier.extract(answer_part) if closed else None,
+                         "correct": bool(verifier.verify(p.gold, text)), "thinking_tokens": thinking_tokens(ctx, c.token_ids),
+                         "tokens": len(c.token_ids), "finish_reason": c.finish_reason})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict[str, float]:
+    """Accuracy and mean thinking tokens per mode, from `measure_rows`' rows."""
+    out: dict[str, float] = {"problems": sum(r["mode"] == "greedy" for r in rows)}
+    for mode in ("greedy", "sampled"):
+        mine = [r for r in rows if r["mode"] == mode]
+        out[f"{mode}_accuracy"] = statistics.mean(r["correct"] for r in mine)
+        out[f"{mode}_thinking_tokens"] = statistics.mean(r["thinking_tokens"] for r in mine)
     return out
+
+
+async def measure(engine: Any, problems: list, *, temperature: float = 0.7, max_tokens: int = 400,
+                  seed: int = 0, family: str | None = None) -> dict[str, float]:
+    """Greedy and sampled (one sample at ``temperature``) accuracy and mean thinking tokens."""
+    return summarize(await measure_rows(engine, problems, temperature=temperature, max_tokens=max_tokens,
+                                        seed=seed, family=family))
 
 
 def read_eval_log(path: str | Path) -> list[dict]:

@@ -1,0 +1,152 @@
+"""The README's RL tables and plots, generated from the per-run files of `scripts/rl_experiment.py`.
+
+Reads ``bench/results/rl/<name>/<run>/{summary,config}.json``, ``log.jsonl`` and ``eval.jsonl`` and
+writes ``bench/results/rl/<name>/report.md`` (the table: mean and min-max over seeds, changes
+against the untrained model, the goal verdict, one row per seed) and ``curves.png`` (held-out
+accuracy and thinking over training steps, every seed). With ``--readme`` it also replaces the
+block between ``<!-- rl-report:<name> -->`` and ``<!-- /rl-report:<name> -->`` in README.md.
+
+    python scripts/rl_report.py verbose tiny --readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "rl"
+NAMES = {"sgrpo": "S-GRPO", "grpo": "GRPO"}
+METRICS = ("greedy_accuracy", "greedy_thinking_tokens", "sampled_accuracy", "sampled_thinking_tokens")
+
+
+def load(name: str) -> dict[str, dict]:
+    """Every run of the experiment: summary, config, training log and mean step time."""
+    runs = {}
+    for d in sorted((RESULTS / name).iterdir()):
+        if not (d / "summary.json").exists():
+            continue
+        run = {"summary": json.loads((d / "summary.json").read_text())}
+        if (d / "config.json").exists():
+            run["config"] = json.loads((d / "config.json").read_text())
+        log = [json.loads(x) for x in (d / "log.jsonl").read_text().splitlines()] if (d / "log.jsonl").exists() else []
+        steps = [r for r in log if "step_time" in r]
+        run["step_s"] = statistics.mean(r["step_time"] for r in steps) if steps else None
+        tail = steps[-max(len(steps) // 3, 1):]
+        run["exit_correct"] = statistics.mean(r["sgrpo/exit_correct"] for r in tail) if tail and "sgrpo/exit_correct" in tail[0] else None
+        run["evals"] = [json.loads(x) for x in (d / "eval.jsonl").read_text().splitlines()] if (d / "eval.jsonl").exists() else []
+        runs[d.name] = run
+    if "before" not in runs:
+        raise SystemExit(f"{RESULTS / name}: no before/summary.json (run scripts/rl_experiment.py --name {name})")
+    return runs
+
+
+def by_algo(runs: dict[str, dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for key, run in runs.items():
+        m = re.fullmatch(r"(\w+)-s(\d+)", key)
+        if m:
+            groups.setdefault(m.group(1), []).append(run)
+    return groups
+
+
+def cell(values: list[float], base: float, pct: bool) -> str:
+    mean = statistics.mean(values)
+    spread = f" [{min(values):.1%}–{max(values):.1%}]" if pct else f" [{min(values):.1f}–{max(values):.1f}]"
+    spread = spread if len(values) > 1 else ""
+    if pct:
+        return f"{mean:.1%} ({(mean - base) * 100:+.1f} pts){spread}"
+    return f"{mean:.1f} ({(mean - base) / base:+.1%}){spread}"
+
+
+def verdict(groups: dict[str, list[dict]], before: dict) -> str:
+    """The experiment's goal: S-GRPO cuts sampled thinking >= 30% within 2 points of accuracy; GRPO < 10%."""
+    def cut(algo: str) -> tuple[float, float]:
+        rs = [r["summary"] for r in groups[algo]]
+        think = statistics.mean(r["sampled_thinking_tokens"] for r in rs)
+        acc = statistics.mean(r["sampled_accuracy"] for r in rs)
+        return 1 - think / before["sampled_thinking_tokens"], (acc - before["sampled_accuracy"]) * 100
+    if "sgrpo" not in groups or "grpo" not in groups:
+        return "Goal: not judged (needs both algorithms)."
+    (s_cut, s_acc), (g_cut, _) = cut("sgrpo"), cut("grpo")
+    ok = s_cut >= 0.30 and s_acc >= -2 and g_cut < 0.10
+    return (f"Goal (S-GRPO cuts T=0.7 thinking by >= 30% within 2 points of accuracy, GRPO by < 10%): "
+            f"{'met' if ok else 'not met'}. S-GRPO {s_cut:.1%} shorter ({s_acc:+.1f} pts), GRPO {g_cut:.1%} shorter.")
+
+
+def table(name: str, runs: dict[str, dict]) -> str:
+    before = runs["before"]["summary"]
+    groups = by_algo(runs)
+    head = ["| model | seeds | greedy accuracy | greedy thinking | T=0.7 accuracy | T=0.7 thinking | s/step |",
+            "|---|---|---|---|---|---|---|"]
+    rows = [f"| before | – | {before['greedy_accuracy']:.1%} | {before['greedy_thinking_tokens']:.1f} | "
+            f"{before['sampled_accuracy']:.1%} | {before['sampled_thinking_tokens']:.1f} | – |"]
+    for algo, rs in groups.items():
+        cells = [cell([r["summary"][m] for r in rs], before[m], m.endswith("accuracy")) for m in METRICS]
+        steps = [r["step_s"] for r in rs if r["step_s"]]
+        step_s = f"{statistics.mean(steps):.1f}" if steps else "–"
+        rows.append(f"| {NAMES.get(algo, algo)} | {len(rs)} | " + " | ".join(cells) + f" | {step_s} |")
+    seeds = ["", "Per seed (evaluation seed differs per model; `heldout.jsonl` has every answer):", "",
+             "| run | greedy | T=0.7 | T=0.7 thinking | exits right (last third) |", "|---|---|---|---|---|"]
+    for key, run in runs.items():
+        s = run["summary"]
+        exits = f"{run['exit_correct']:.1%}" if run.get("exit_correct") is not None else "–"
+        seeds.append(f"| {key} | {s['greedy_accuracy']:.1%} | {s['sampled_accuracy']:.1%} | "
+                     f"{s['sampled_thinking_tokens']:.1f} | {exits} |")
+    source = f"`bench/results/rl/{name}/` (`python scripts/rl_report.py {name}`), {before['problems']} held-out problems"
+    return "\n".join([source, "", *head, *rows, "", verdict(groups, before), *seeds])
+
+
+def plot(name: str, runs: dict[str, dict]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = {"sgrpo": "tab:blue", "grpo": "tab:orange"}
+    for key, run in runs.items():
+        m = re.fullmatch(r"(\w+)-s(\d+)", key)
+        if not m or not run["evals"]:
+            continue
+        steps = [e["step"] for e in run["evals"]]
+        label = f"{NAMES.get(m.group(1), m.group(1))} seed {m.group(2)}"
+        axes[0].plot(steps, [100 * e["sampled_accuracy"] for e in run["evals"]], color=colors.get(m.group(1)), alpha=0.8, label=label)
+        axes[1].plot(steps, [e["sampled_thinking_tokens"] for e in run["evals"]], color=colors.get(m.group(1)), alpha=0.8, label=label)
+    axes[0].set(xlabel="training step", ylabel="held-out T=0.7 accuracy (%)")
+    axes[1].set(xlabel="training step", ylabel="held-out T=0.7 thinking tokens")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{name}: S-GRPO vs GRPO, every seed (evaluations during training)")
+    fig.tight_layout()
+    path = RESULTS / name / "curves.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/.")
+    ap.add_argument("--readme", action="store_true", help="Replace each experiment's block in README.md.")
+    args = ap.parse_args()
+    readme = (ROOT / "README.md").read_text()
+    for name in args.names:
+        runs = load(name)
+        text = table(name, runs)
+        (RESULTS / name / "report.md").write_text(text + "\n")
+        print(text, f"\nplot: {plot(name, runs)}\n")
+        if args.readme:
+            pattern = re.compile(rf"(<!-- rl-report:{re.escape(name)} -->\n).*?(\n<!-- /rl-report:{re.escape(name)} -->)", re.S)
+            if not pattern.search(readme):
+                raise SystemExit(f"README.md: no <!-- rl-report:{name} --> block")
+            readme = pattern.sub(lambda m: m.group(1) + text + m.group(2), readme)
+    if args.readme:
+        (ROOT / "README.md").write_text(readme)
+
+
+if __name__ == "__main__":
+    main()
