@@ -1,6 +1,6 @@
 """RL experiments with a result file behind every claim: S-GRPO vs GRPO over seeds, per-run files.
 
-For each algorithm and seed it trains ``--model`` with ``recipes/tiny-sgrpo.yaml`` (seed, model and
+For each algorithm and seed it trains ``--model`` with ``recipes/tiny-sgrpo.yaml`` (or ``--recipe``) (seed, model and
 any ``key=value`` overrides applied; both algorithms get the same steps, batch, group size, learning
 rate and temperature), then measures the final policy and the untrained model on held-out arith
 problems, which share no problem with the training set (`ponder.benchmarks.arith.training_problems`,
@@ -20,6 +20,7 @@ trains two runs at a time.
 
     python scripts/rl_experiment.py --name verbose --model tiny-reasoner-verbose --seeds 0,1,2
     python scripts/rl_experiment.py --name tiny --seeds 0 eval_steps=25     # the default organism
+    python scripts/rl_experiment.py --name ulorl-vllm --recipe recipes/tiny-ulorl.yaml --algos grpo --seeds 0 engine=vllm
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ def eval_seed(run: str) -> int:
     return 1_000_000 + (zlib.crc32(run.encode()) % 1000) * 1000
 
 
-def held_out(n: int, model: str, overrides: list[str]) -> list:
+def held_out(n: int, model: str, overrides: list[str], recipe: Path) -> list:
     """The held-out problems, checked against the training set the recipe would use."""
     from ponder.benchmarks.registry import load_problems
     from ponder.rl.train import load_config, load_training_problems
 
     problems = load_problems("arith", None, n)
-    train = load_training_problems(load_config(RECIPE, overrides, model=model))
+    train = load_training_problems(load_config(recipe, overrides, model=model))
     shared = {p.prompt for p in problems} & {p.prompt for p in train}
     if shared:
         raise SystemExit(f"held-out problems occur in the training set: {sorted(shared)[:5]}")
@@ -70,7 +71,7 @@ def train_all(jobs: list[tuple[str, int, Path]], args) -> dict[Path, float]:
     while pending or running:
         while pending and len(running) < args.jobs:
             algo, seed, out = pending.pop(0)
-            cmd = [sys.executable, "-m", "ponder.cli", "train", algo, "--config", str(RECIPE), f"model={args.model}",
+            cmd = [sys.executable, "-m", "ponder.cli", "train", algo, "--config", str(args.recipe), f"model={args.model}",
                    f"seed={seed}", f"output_dir={out}", *args.overrides]
             print("$", " ".join(cmd), flush=True)
             out.mkdir(parents=True, exist_ok=True)
@@ -115,12 +116,12 @@ def record(algo: str, seed: int, args, problems: list, wall: float | None) -> No
 
     run = f"{algo}-s{seed}"
     dest, out = RESULTS / args.name / run, Path(args.runs) / args.name / run
-    cfg = load_config(RECIPE, [*args.overrides, f"algo={algo}", f"seed={seed}", f"output_dir={out}"], model=args.model)
+    cfg = load_config(args.recipe, [*args.overrides, f"algo={algo}", f"seed={seed}", f"output_dir={out}"], model=args.model)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("log.jsonl", "eval.jsonl"):
         if (out / name).exists():
             shutil.copy(out / name, dest / name)
-    (dest / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "model": args.model,
+    (dest / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "model": args.model, "recipe": str(args.recipe.relative_to(ROOT)),
                                                   "overrides": args.overrides, "train_wall_s": wall,
                                                   "config": vars(cfg)}, indent=1, default=str) + "\n")
     measure(str(out / "final"), f"{args.name}/{run}", problems, dest)
@@ -131,6 +132,7 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="Experiment name: bench/results/rl/<name>/.")
     ap.add_argument("--model", default="tiny-reasoner", help="Starting model (tiny-reasoner, tiny-reasoner-verbose, a path).")
     ap.add_argument("--algos", default="sgrpo,grpo")
+    ap.add_argument("--recipe", type=Path, default=RECIPE, help="Training recipe (e.g. recipes/tiny-ulorl.yaml).")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--problems", type=int, default=500, help="Held-out problems of the final measurement.")
     ap.add_argument("--runs", default="runs/rl", help="Where the trainings write checkpoints (not committed).")
@@ -138,9 +140,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="Trainings at a time (each gets one thread when > 1).")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, for every run.")
     args = ap.parse_args()
+    args.recipe = args.recipe.resolve()
     from ponder.engines import resolve_model
 
-    problems = held_out(args.problems, args.model, args.overrides)
+    problems = held_out(args.problems, args.model, args.overrides, args.recipe)
     base = RESULTS / args.name / "before"
     if not (base / "summary.json").exists():
         measure(resolve_model(args.model), f"{args.name}/before", problems, base)
