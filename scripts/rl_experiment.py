@@ -12,7 +12,9 @@ evaluation seeds, so equal figures cannot come from shared sampling noise. For e
 - ``log.jsonl``: the per-step training log (reward, loss, S-GRPO exit statistics, ``step_time``);
 - ``eval.jsonl``: the held-out evaluations made during training;
 - ``heldout.jsonl``: one row per problem and mode (greedy / sampled): answer, correct, thinking tokens;
-- ``summary.json``: the aggregates of ``heldout.jsonl``.
+- ``summary.json``: the aggregates of ``heldout.jsonl``;
+- with ``--shared-seed S``: ``heldout_shared.jsonl`` and ``summary_shared.json``, the same
+  measurement with seeds every model shares (as `scripts/sgrpo_demo.py` does).
 
 A run whose ``summary.json`` exists is skipped, so an interrupted experiment continues; ``--jobs 2``
 trains two runs at a time.
@@ -89,25 +91,36 @@ def train_all(jobs: list[tuple[str, int, Path]], args) -> dict[Path, float]:
     return walls
 
 
-def measure(model_path: str, run: str, problems: list, dest: Path) -> dict:
+def measure(model_path: str, run: str, problems: list, dest: Path, seed: int | None = None) -> dict:
+    """Measure one model; with ``seed`` (shared by every model) write ``*_shared`` files instead."""
     from ponder.engines.hf import HFEngine
     from ponder.rl.evaluate import measure_rows, summarize
+
+    base = eval_seed(run) if seed is None else seed
+    suffix = "" if seed is None else "_shared"
 
     async def run_all() -> list[dict]:
         engine = HFEngine(model_path, max_batch=64)
         try:
-            return await measure_rows(engine, problems, temperature=0.7, seed=eval_seed(run))
+            return await measure_rows(engine, problems, temperature=0.7, seed=base)
         finally:
             await engine.aclose()
 
     rows = asyncio.run(run_all())
     dest.mkdir(parents=True, exist_ok=True)
-    with (dest / "heldout.jsonl").open("w") as fh:
+    with (dest / f"heldout{suffix}.jsonl").open("w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
-    summary = {"run": run, "eval_seed": eval_seed(run), **summarize(rows)}
-    (dest / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"{run}: {json.dumps(summary)}", flush=True)
+    summary = {"run": run, "eval_seed": base, **summarize(rows)}
+    (dest / f"summary{suffix}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{run}{suffix}: {json.dumps(summary)}", flush=True)
     return summary
+
+
+def measure_both(model_path: str, run: str, problems: list, dest: Path, args) -> None:
+    """Own evaluation seeds, and (with ``--shared-seed``) the seeds every model shares."""
+    if args.shared_seed is not None:
+        measure(model_path, run, problems, dest, seed=args.shared_seed)
+    measure(model_path, run, problems, dest)
 
 
 def record(algo: str, seed: int, args, problems: list, wall: float | None) -> None:
@@ -124,7 +137,7 @@ def record(algo: str, seed: int, args, problems: list, wall: float | None) -> No
     (dest / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "model": args.model, "recipe": str(args.recipe.relative_to(ROOT)),
                                                   "overrides": args.overrides, "train_wall_s": wall,
                                                   "config": vars(cfg)}, indent=1, default=str) + "\n")
-    measure(str(out / "final"), f"{args.name}/{run}", problems, dest)
+    measure_both(str(out / "final"), f"{args.name}/{run}", problems, dest, args)
 
 
 def main() -> None:
@@ -137,6 +150,9 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=500, help="Held-out problems of the final measurement.")
     ap.add_argument("--runs", default="runs/rl", help="Where the trainings write checkpoints (not committed).")
     ap.add_argument("--skip-train", action="store_true", help="Measure runs already under --runs.")
+    ap.add_argument("--shared-seed", type=int, default=None,
+                    help="Also measure every model with these evaluation seeds (summary_shared.json): "
+                         "the demonstration's setting, to see what shared sampling noise does.")
     ap.add_argument("--jobs", type=int, default=1, help="Trainings at a time (each gets one thread when > 1).")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, for every run.")
     args = ap.parse_args()
@@ -146,7 +162,7 @@ def main() -> None:
     problems = held_out(args.problems, args.model, args.overrides, args.recipe)
     base = RESULTS / args.name / "before"
     if not (base / "summary.json").exists():
-        measure(resolve_model(args.model), f"{args.name}/before", problems, base)
+        measure_both(resolve_model(args.model), f"{args.name}/before", problems, base, args)
     todo = [(algo, int(seed)) for seed in args.seeds.split(",") if seed.strip()
             for algo in (a.strip() for a in args.algos.split(",")) if algo]
     todo = [(a, s) for a, s in todo if not (RESULTS / args.name / f"{a}-s{s}" / "summary.json").exists()]

@@ -30,6 +30,8 @@ def load(name: str) -> dict[str, dict]:
         if not (d / "summary.json").exists():
             continue
         run = {"summary": json.loads((d / "summary.json").read_text())}
+        if (d / "summary_shared.json").exists():
+            run["shared"] = json.loads((d / "summary_shared.json").read_text())
         if (d / "config.json").exists():
             run["config"] = json.loads((d / "config.json").read_text())
         log = [json.loads(x) for x in (d / "log.jsonl").read_text().splitlines()] if (d / "log.jsonl").exists() else []
@@ -90,12 +92,14 @@ def table(name: str, runs: dict[str, dict]) -> str:
         step_s = f"{statistics.mean(steps):.1f}" if steps else "–"
         rows.append(f"| {NAMES.get(algo, algo)} | {len(rs)} | " + " | ".join(cells) + f" | {step_s} |")
     seeds = ["", "Per seed (evaluation seed differs per model; `heldout.jsonl` has every answer):", "",
-             "| run | greedy | T=0.7 | T=0.7 thinking | exits right (last third) |", "|---|---|---|---|---|"]
+             "| run | greedy | T=0.7 | T=0.7 thinking | T=0.7 with shared seeds: accuracy, thinking | exits right (last third) |",
+             "|---|---|---|---|---|---|"]
     for key, run in runs.items():
-        s = run["summary"]
+        s, sh = run["summary"], run.get("shared")
         exits = f"{run['exit_correct']:.1%}" if run.get("exit_correct") is not None else "–"
+        shared = f"{sh['sampled_accuracy']:.1%}, {sh['sampled_thinking_tokens']:.2f}" if sh else "–"
         seeds.append(f"| {key} | {s['greedy_accuracy']:.1%} | {s['sampled_accuracy']:.1%} | "
-                     f"{s['sampled_thinking_tokens']:.1f} | {exits} |")
+                     f"{s['sampled_thinking_tokens']:.2f} | {shared} | {exits} |")
     source = f"`bench/results/rl/{name}/` (`python scripts/rl_report.py {name}`), {before['problems']} held-out problems"
     return "\n".join([source, "", *head, *rows, "", verdict(groups, before), *seeds])
 

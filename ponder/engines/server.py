@@ -116,7 +116,7 @@ class VLLMServer:
         if cpu_build():
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             env.setdefault("VLLM_TARGET_DEVICE", "cpu")
-            self.args.append("--enforce-eager")
+            self.args += ["--enforce-eager", "--no-enable-chunked-prefill"]  # why: engines/vllm.py
         self._alias_dir = tempfile.mkdtemp(prefix="ponder-vllm-dist-")
         if vllm_dist_alias(self._alias_dir):
             env["PYTHONPATH"] = os.pathsep.join(p for p in (self._alias_dir, env.get("PYTHONPATH")) if p)

@@ -91,6 +91,11 @@ class VLLMEngine:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
             # torch.compile warm-up costs minutes on 2 cores and buys little for small models
             engine_kwargs.setdefault("enforce_eager", True)
+            # After a partial (chunked) prefill vLLM rewinds a seeded request's generator with
+            # set_offset, which CPU generators lack: seeded requests whose prompts overflow one
+            # step's token budget kill the engine core ("CPU Generator does not use offset";
+            # 64 seeded 369-token prompts do, as UloRL's carried segments did). Whole prefills only.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
         self.model_name = resolve_model(model)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.model_name)
         self.stats = EngineStats(engine_side=llm is None)
