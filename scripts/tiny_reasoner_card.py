@@ -129,12 +129,17 @@ async def measure(model_dir: Path, n_problems: int, n_sampled: int, k: int = 8) 
 def checks_sentence(training: dict) -> str:
     """How the organism's checks were written in training (the default one's overthinking hurts)."""
     most = training.get("max_checks")
-    span = f"0-{most}" if most is not None else "0-3 (at most one fewer than the terms)"
+    span = f"0-{most}" if most is not None else "0-3"
     if training.get("corrupt_p"):
         return (f"make {span} redundant \"wait, check\" passes that were\ncorrupted with probability "
                 f"{training['corrupt_p']} in training, so the model overthinks by design.")
     return (f"make {span} redundant \"wait, check\" passes that always\nrestate the right answer in training: "
             "overthinking by design that does no harm (a 0/1 reward cannot see it).")
+
+
+def organism_flag(training: dict) -> str:
+    organism = training.get("organism", "default")
+    return "" if organism == "default" else f" --organism {organism}"
 
 
 def render_card(r: dict, training: dict, name: str = "tiny-reasoner") -> str:
@@ -160,7 +165,7 @@ this model (`FAMILIES["tiny"].format_problem`, `ponder/prompts/arith.py`): `Comp
 `What is 12+34?` become `Compute 012+034`; a prompt it cannot bring into the format is left as it
 is, with a one-line warning for the command line to show.
 
-Measured by `python scripts/train_tiny_reasoner.py --eval-only` on held-out problems
+Measured by `python scripts/train_tiny_reasoner.py{organism_flag(training)} --eval-only` on held-out problems
 (`ponder.benchmarks.arith.problems(n, seed={HELD_OUT_SEED})`, never trained on), hf engine, seeded:
 
 | metric | value |
