@@ -79,7 +79,7 @@ def verdict(groups: dict[str, list[dict]], before: dict) -> str:
             f"{'met' if ok else 'not met'}. S-GRPO {s_cut:.1%} shorter ({s_acc:+.1f} pts), GRPO {g_cut:.1%} shorter.")
 
 
-def table(name: str, runs: dict[str, dict]) -> str:
+def table(name: str, runs: dict[str, dict], goal: bool) -> str:
     before = runs["before"]["summary"]
     groups = by_algo(runs)
     head = ["| model | seeds | greedy accuracy | greedy thinking | T=0.7 accuracy | T=0.7 thinking | s/step |",
@@ -101,7 +101,7 @@ def table(name: str, runs: dict[str, dict]) -> str:
         seeds.append(f"| {key} | {s['greedy_accuracy']:.1%} | {s['sampled_accuracy']:.1%} | "
                      f"{s['sampled_thinking_tokens']:.2f} | {shared} | {exits} |")
     source = f"`bench/results/rl/{name}/` (`python scripts/rl_report.py {name}`), {before['problems']} held-out problems"
-    return "\n".join([source, "", *head, *rows, "", verdict(groups, before), *seeds])
+    return "\n".join([source, "", *head, *rows, *(["", verdict(groups, before)] if goal else []), *seeds])
 
 
 def plot(name: str, runs: dict[str, dict]) -> Path:
@@ -136,18 +136,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/.")
     ap.add_argument("--readme", action="store_true", help="Replace each experiment's block in README.md.")
+    ap.add_argument("--goal", nargs="*", default=["verbose"],
+                    help="Experiments judged against the harmless-overthinking goal (default: verbose).")
     args = ap.parse_args()
     readme = (ROOT / "README.md").read_text()
     for name in args.names:
         runs = load(name)
-        text = table(name, runs)
+        text = table(name, runs, name in args.goal)
         (RESULTS / name / "report.md").write_text(text + "\n")
         print(text, f"\nplot: {plot(name, runs)}\n")
         if args.readme:
-            pattern = re.compile(rf"(<!-- rl-report:{re.escape(name)} -->\n).*?(\n<!-- /rl-report:{re.escape(name)} -->)", re.S)
+            pattern = re.compile(rf"(<!-- rl-report:{re.escape(name)} -->\n).*?(<!-- /rl-report:{re.escape(name)} -->)", re.S)
             if not pattern.search(readme):
                 raise SystemExit(f"README.md: no <!-- rl-report:{name} --> block")
-            readme = pattern.sub(lambda m: m.group(1) + text + m.group(2), readme)
+            readme = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
     if args.readme:
         (ROOT / "README.md").write_text(readme)
 
