@@ -104,7 +104,10 @@ def table(name: str, runs: dict[str, dict], goal: bool) -> str:
     return "\n".join([source, "", *head, *rows, *(["", verdict(groups, before)] if goal else []), *seeds])
 
 
-def plot(name: str, runs: dict[str, dict]) -> Path:
+def plot(name: str, runs: dict[str, dict]) -> Path | None:
+    """Held-out curves of every run that evaluated during training (None: none did)."""
+    if not any(run["evals"] for run in runs.values()):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
