@@ -153,8 +153,9 @@ def test_a_resumed_pool_continues_exactly(policy):
 def _train(tmp_path, algo, **kw):
     from ponder.rl.train import TrainConfig, train
 
+    # 4 segments of 50 tokens: every path of the tiny reasoner (>= ~70 tokens) is carried at least once
     cfg = TrainConfig(algo=algo, limit=32, num_generations=4, prompts_per_step=2, learning_rate=1e-5,
-                      temperature=0.7, max_completion_length=400, segment_tokens=100, answer_tokens=12,
+                      temperature=0.7, max_completion_length=200, segment_tokens=50, answer_tokens=12,
                       save_steps=2, output_dir=str(tmp_path), **kw)
     return train(cfg)
 
