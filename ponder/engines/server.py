@@ -31,7 +31,7 @@ import urllib.request
 
 from ponder.engines.models import resolve_model
 
-__all__ = ["VLLMServer", "free_port", "serve_command", "vllm_dist_alias", "wait_healthy"]
+__all__ = ["VLLMServer", "free_port", "serve_command", "stop_process", "vllm_dist_alias", "wait_healthy"]
 
 ENTRY_MODULE = "vllm.entrypoints.cli.main"
 """The module behind the ``vllm`` console script (vLLM's current entry point)."""
@@ -85,6 +85,17 @@ def vllm_dist_alias(folder: str) -> str | None:
     return folder
 
 
+def stop_process(proc: subprocess.Popen | None, grace_s: float = 30) -> None:
+    """Terminate a server process, and kill it if it has not exited after ``grace_s`` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class VLLMServer:
     """A vLLM OpenAI server subprocess on 127.0.0.1.
 
@@ -130,13 +141,7 @@ class VLLMServer:
         raise error(f"vLLM server {why}; log: {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         if self._alias_dir is not None:
             shutil.rmtree(self._alias_dir, ignore_errors=True)

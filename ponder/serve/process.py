@@ -17,7 +17,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from ponder.engines.server import free_port, wait_healthy
+from ponder.engines.server import free_port, stop_process, wait_healthy
 
 __all__ = ["ServeProcess", "free_port", "parse_metrics"]
 
@@ -82,13 +82,7 @@ class ServeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> ServeProcess:
