@@ -37,6 +37,7 @@ def load(name: str) -> dict[str, dict]:
         log = [json.loads(x) for x in (d / "log.jsonl").read_text().splitlines()] if (d / "log.jsonl").exists() else []
         steps = [r for r in log if "step_time" in r]
         run["step_s"] = statistics.mean(r["step_time"] for r in steps) if steps else None
+        run["thirds"] = [steps[i * len(steps) // 3:(i + 1) * len(steps) // 3] for i in range(3)]
         tail = steps[-max(len(steps) // 3, 1):]
         run["exit_correct"] = statistics.mean(r["sgrpo/exit_correct"] for r in tail) if tail and "sgrpo/exit_correct" in tail[0] else None
         run["evals"] = [json.loads(x) for x in (d / "eval.jsonl").read_text().splitlines()] if (d / "eval.jsonl").exists() else []
@@ -101,7 +102,24 @@ def table(name: str, runs: dict[str, dict], goal: bool) -> str:
         seeds.append(f"| {key} | {s['greedy_accuracy']:.1%} | {s['sampled_accuracy']:.1%} | "
                      f"{s['sampled_thinking_tokens']:.2f} | {shared} | {exits} |")
     source = f"`bench/results/rl/{name}/` (`python scripts/rl_report.py {name}`), {before['problems']} held-out problems"
-    return "\n".join([source, "", *head, *rows, *(["", verdict(groups, before)] if goal else []), *seeds])
+    return "\n".join([source, "", *head, *rows, *(["", verdict(groups, before)] if goal else []), *seeds, *exit_lines(runs)])
+
+
+def exit_lines(runs: dict[str, dict]) -> list[str]:
+    """S-GRPO's exit statistics by third of training, from each run's log.jsonl."""
+    lines = ["", "S-GRPO exits by third of training (`log.jsonl`): share of exits answered right, position of "
+             "the earliest right exit in the path, mean reward:", "",
+             "| run | exits right | earliest right exit | reward |", "|---|---|---|---|"]
+    found = False
+    for key, run in runs.items():
+        thirds = [t for t in run.get("thirds", []) if t and "sgrpo/exit_correct" in t[0]]
+        if len(thirds) < 3:
+            continue
+        found = True
+        cells = [" / ".join(f"{fmt.format(statistics.mean(r[k] for r in t))}" for t in thirds)
+                 for k, fmt in (("sgrpo/exit_correct", "{:.1%}"), ("sgrpo/first_correct_exit", "{:.0%}"), ("reward", "{:.3f}"))]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines if found else []
 
 
 def plot(name: str, runs: dict[str, dict]) -> Path | None:
