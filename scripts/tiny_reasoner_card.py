@@ -23,11 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ponder.engines import complete  # noqa: E402
-from ponder.benchmarks.arith import ANSWER_PHRASE, first_stated_answer, problems  # noqa: E402
+from ponder.benchmarks.arith import ANSWER_PHRASE, HELD_OUT_SEED, first_stated_answer, problems  # noqa: E402
 from ponder.prompts import FAMILIES, render  # noqa: E402
 from ponder.types import SamplingParams  # noqa: E402
 
-HELD_OUT_SEED = 1
 BUDGETS = (32, 48, 64, 96, 128, 192)
 BOXED = re.compile(r"\\boxed\{(\d{1,6})\}")
 

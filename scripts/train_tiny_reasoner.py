@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ponder.benchmarks.arith import ANSWER_PHRASE, make_problem, problems, reference_trace  # noqa: E402
+from ponder.benchmarks.arith import ANSWER_PHRASE, HELD_OUT_SEED, make_problem, problems, reference_trace  # noqa: E402
 
 ORGANISMS = {
     "default": {"out": "tiny-reasoner", "corrupt_p": 0.35, "max_checks": None},
@@ -46,7 +46,6 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-HELD_OUT_SEED = 1  # ponder eval's arith benchmark draws test problems from this seed
 
 
 def build_tokenizer():
