@@ -45,8 +45,20 @@ def _gap(a: list[float], b: list[float]) -> float:
     return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
+@pytest.fixture(scope="module")
+def rl_server():
+    """A rollout server as `ponder engine-server --rl --dtype float32` starts it (float32: exact parity)."""
+    _require_vllm()
+    from ponder.engines.server import VLLMServer
+    from ponder.rl.rollout_server import RL_SERVER_ARGS, RL_SERVER_ENV
+
+    with VLLMServer(TINY_REASONER, extra_args=(*RL_SERVER_ARGS, "--dtype", "float32"), env=RL_SERVER_ENV) as server:
+        yield server.base_url.removesuffix("/v1")
+
+
 @pytest.mark.timeout(900)
-def test_weights_reach_vllm_before_every_rollout(tmp_path):
+@pytest.mark.parametrize("mode", ["colocate", "server"])
+def test_weights_reach_vllm_before_every_rollout(tmp_path, mode, request):
     _require_vllm()
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -82,7 +94,12 @@ def test_weights_reach_vllm_before_every_rollout(tmp_path):
     trainer = GRPOTrainer(model=model, reward_funcs=[sgrpo_reward], args=args, processing_class=tok,
                           train_dataset=Dataset.from_dict({"prompt": [p.prompt for p in items]}),
                           rollout_func=rollout_func, callbacks=[Stale()])
-    policy = VLLMPolicy(TINY_REASONER, tok, dtype="float32", max_model_len=512)
+    if mode == "server":
+        from ponder.rl.rollout_server import ServerPolicy
+
+        policy = ServerPolicy(request.getfixturevalue("rl_server"), TINY_REASONER, tok)
+    else:
+        policy = VLLMPolicy(TINY_REASONER, tok, dtype="float32", max_model_len=512)
     try:
         attach(trainer, policy)
         trainer.train()
@@ -112,10 +129,48 @@ def _ponder(*args: str, block_vllm: bool = False) -> subprocess.CompletedProcess
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
-def test_engine_vllm_without_vllm_fails_before_training():
-    r = _ponder("sgrpo", "engine=vllm", block_vllm=True)
-    assert r.returncode == 2 and "engine=vllm needs vLLM" in r.stderr and "Traceback" not in r.stderr
+def _one_line_exit_2(r: subprocess.CompletedProcess, says: str) -> None:
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert len([line for line in r.stderr.splitlines() if line.strip()]) == 1, r.stderr
+
+
+def test_engine_vllm_without_vllm_fails_before_training():
+    _one_line_exit_2(_ponder("sgrpo", "engine=vllm", block_vllm=True), "engine=vllm needs vLLM")
+
+
+def test_server_mode_without_a_server_fails_before_training():
+    from ponder.engines.server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    _one_line_exit_2(_ponder("sgrpo", "engine=vllm", "vllm_mode=server", f"vllm_server_url={url}", block_vllm=True),
+                     f"no vLLM server answers at {url}")  # the trainer of a server needs no local vLLM either
+    _one_line_exit_2(_ponder("sgrpo", "vllm_mode=server"), "vllm_mode=server needs engine=vllm")
+
+
+def test_server_mode_refuses_a_plain_server(openai_server):
+    """A server started without the RL endpoints is named as such before any model loads."""
+    _one_line_exit_2(_ponder("sgrpo", "engine=vllm", "vllm_mode=server", f"vllm_server_url={openai_server}"),
+                     "has no /collective_rpc")
+
+
+@pytest.mark.timeout(900)
+def test_ponder_train_on_a_vllm_server_saves_and_resumes(tmp_path, rl_server):
+    """`vllm_mode=server`: the rollouts decode on the server, on the trainer's weights of each step."""
+    common = ["--config", "recipes/tiny-sgrpo.yaml", "engine=vllm", "vllm_mode=server", f"vllm_server_url={rl_server}",
+              "limit=16", "prompts_per_step=1", "num_generations=4", "save_steps=2", "eval_steps=0",
+              "max_completion_length=200", "learning_rate=1e-3", f"output_dir={tmp_path}"]
+    r = _ponder("sgrpo", *common, "max_steps=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "checkpoint-2" / "optimizer.pt").exists()
+    r = _ponder("sgrpo", *common, "max_steps=3", "resume=true")
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    steps = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "loss" in s]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    # sampler (server, float32) and learner agree per token: the server held each step's weights
+    assert all(s["sampling/sampling_logp_difference/max"] < 1e-3 for s in steps), steps
 
 
 @pytest.mark.timeout(1800)

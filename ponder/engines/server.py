@@ -61,9 +61,9 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, interval_s:
         time.sleep(interval_s)
 
 
-def serve_command(model: str, port: int, *args: str) -> list[str]:
+def serve_command(model: str, port: int, *args: str, host: str = "127.0.0.1") -> list[str]:
     """The ``vllm serve`` command line, run as a module of this interpreter."""
-    return [sys.executable, "-m", ENTRY_MODULE, "serve", model, "--host", "127.0.0.1", "--port", str(port), *args]
+    return [sys.executable, "-m", ENTRY_MODULE, "serve", model, "--host", host, "--port", str(port), *args]
 
 
 def vllm_dist_alias(folder: str) -> str | None:
@@ -97,7 +97,7 @@ def stop_process(proc: subprocess.Popen | None, grace_s: float = 30) -> None:
 
 
 class VLLMServer:
-    """A vLLM OpenAI server subprocess on 127.0.0.1.
+    """A vLLM OpenAI server subprocess (on 127.0.0.1 unless ``host`` says otherwise).
 
     Args:
         model: path or hub id (default: the embedded tiny reasoner).
@@ -105,15 +105,19 @@ class VLLMServer:
         max_model_len: context length passed to vLLM.
         startup_timeout_s: how long to wait for ``/health``.
         extra_args: more ``vllm serve`` flags.
+        env: more environment variables for the server process (e.g. ``VLLM_SERVER_DEV_MODE``).
+        host: the address to bind (``0.0.0.0``: reachable from other machines).
     """
 
     def __init__(self, model: str | None = None, port: int | None = None, max_model_len: int | None = 512,
-                 startup_timeout_s: float = 600.0, extra_args: tuple[str, ...] = ()) -> None:
+                 startup_timeout_s: float = 600.0, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
         self.model = resolve_model(model)
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.startup_timeout_s = startup_timeout_s
-        self.args = serve_command(self.model, self.port, "--max-logprobs", "20", *extra_args)
+        self.env = dict(env or {})
+        self.args = serve_command(self.model, self.port, "--max-logprobs", "20", *extra_args, host=host)
         if max_model_len:
             self.args += ["--max-model-len", str(max_model_len)]
         self.proc: subprocess.Popen | None = None
@@ -123,7 +127,7 @@ class VLLMServer:
     def start(self) -> VLLMServer:
         from ponder.engines.vllm import cpu_build
 
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         if cpu_build():
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             env.setdefault("VLLM_TARGET_DEVICE", "cpu")

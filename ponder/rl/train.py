@@ -7,8 +7,9 @@ Both algorithms share the engine (the live policy behind ponder's Engine protoco
 and the data; they differ only in the rollout (one serial group vs G independent samples) and the
 reward (decaying vs 0/1). ``engine=vllm`` decodes the rollouts in a vLLM engine whose weights are
 synced from the trainer before every step (`ponder.rl.weight_sync`), with TRL's truncated
-importance sampling correcting the sampler/learner mismatch; ``engine=hf`` decodes on the
-trainer's model itself. Bad configurations fail before any model is loaded.
+importance sampling correcting the sampler/learner mismatch: in each training process
+(``vllm_mode=colocate``) or on a vLLM server started apart (``vllm_mode=server``,
+`ponder.rl.rollout_server`); ``engine=hf`` decodes on the trainer's model itself. Bad configurations fail before any model is loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from ponder.options import parse_assignments
 
-__all__ = ["TrainConfig", "load_config", "load_training_problems", "load_eval_problems", "train"]
+__all__ = ["TrainConfig", "load_config", "load_training_problems", "load_eval_problems", "check_engine", "train"]
 
 _LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo")
 """TRL 1.16's loss types (``vespo`` left out: it needs a sequence-level sampling mode ponder does not set)."""
@@ -36,8 +37,17 @@ class TrainConfig:
     """Where rollouts decode: ``vllm`` (a vLLM engine synced to the trainer's weights before every
     step, the 7B+ setting) or ``hf`` (transformers generation on the trainer's model: no second
     copy, for debugging and for tiny models on CPU, where it is measured faster)."""
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    """engine=vllm: ``colocate`` starts one vLLM engine in each training process, sharing its device;
+    ``server`` decodes on a vLLM server started apart (``ponder engine-server --rl``), so the
+    trainer keeps its devices (`ponder.rl.rollout_server`)."""
+    vllm_server_url: str = "http://127.0.0.1:8000"
+    """vllm_mode=server: the server's root URL."""
+    vllm_weight_dir: str | None = None
+    """vllm_mode=server: a folder the trainer writes the weights to and the server reads them from
+    (default ``/dev/shm``: the server is on this machine; else a file system both mount)."""
     vllm_gpu_memory_utilization: float = 0.3
-    """engine=vllm on a GPU: the share of GPU memory vLLM may take (the rest trains)."""
+    """engine=vllm colocate on a GPU: the share of GPU memory vLLM may take (the rest trains)."""
     loss_type: str = "dapo"
     """TRL's loss aggregation (``dapo``: token-level, normalised by the batch's active tokens, no
     length bias; ``grpo``: per-sequence mean, which favours short right answers on its own)."""
@@ -108,7 +118,11 @@ class TrainConfig:
             raise ValueError(f"algo must be sgrpo or grpo (got {self.algo!r})")
         if self.engine not in ("hf", "vllm"):
             raise ValueError(f"engine must be hf or vllm (got {self.engine!r})")
-        if self.engine == "vllm":
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"vllm_mode must be colocate or server (got {self.vllm_mode!r})")
+        if self.vllm_mode == "server" and self.engine != "vllm":
+            raise ValueError("vllm_mode=server needs engine=vllm")
+        if self.engine == "vllm" and self.vllm_mode == "colocate":  # a server's trainer needs no local vLLM
             from ponder.rl.weight_sync import require_vllm
 
             require_vllm()
@@ -194,6 +208,14 @@ def load_training_problems(cfg: TrainConfig):
     if not items:
         raise ValueError(f"{cfg.data or cfg.dataset}: no problems")
     return items
+
+
+def check_engine(cfg: TrainConfig) -> None:
+    """Fail (ValueError, one line) when ``cfg``'s rollout server is unreachable or unfit; a no-op otherwise."""
+    if cfg.engine == "vllm" and cfg.vllm_mode == "server":
+        from ponder.rl.rollout_server import check_server
+
+        check_server(cfg.vllm_server_url, cfg.vllm_weight_dir)
 
 
 def load_eval_problems(cfg: TrainConfig) -> list:
@@ -294,12 +316,18 @@ def _grpo_args(cfg: TrainConfig, ulorl: bool) -> Any:
 
 
 def _attach_vllm(cfg: TrainConfig, trainer: Any, path: str, tok: Any) -> Any:
-    """Start the rollouts' vLLM engine on this process's device and hand it to ``trainer``."""
+    """Connect the rollouts' vLLM engine (colocated on this process's device, or the server) to ``trainer``."""
     from ponder.rl.weight_sync import VLLMPolicy, attach
 
-    policy = VLLMPolicy(path, tok, dtype="bfloat16" if cfg.bf16 else "float32",
-                        device_index=trainer.accelerator.local_process_index if _has_gpu() else None,
-                        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+    if cfg.vllm_mode == "server":
+        from ponder.rl.rollout_server import ServerPolicy
+
+        policy = ServerPolicy(cfg.vllm_server_url, path, tok, weight_dir=cfg.vllm_weight_dir,
+                              is_main=trainer.accelerator.is_main_process)
+    else:
+        policy = VLLMPolicy(path, tok, dtype="bfloat16" if cfg.bf16 else "float32",
+                            device_index=trainer.accelerator.local_process_index if _has_gpu() else None,
+                            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
     attach(trainer, policy)
     return policy
 

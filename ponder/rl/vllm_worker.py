@@ -37,3 +37,11 @@ class WeightReceiver:
         else:  # an older vLLM (CUDA <= 0.31): the model's own loader, as TRL's colocate sync does
             self.model_runner.model.load_weights(iter(tensors.items()))
         return len(tensors)
+
+    def ponder_ready(self, path: str = "") -> dict:
+        """What a trainer checks before using this worker: can it read ``path`` (a file the trainer
+        wrote in its weight folder), and which logprobs mode does it sample with."""
+        import os
+
+        mode = getattr(getattr(self, "model_config", None), "logprobs_mode", None)
+        return {"can_read": bool(path) and os.path.isfile(path), "logprobs_mode": str(mode)}

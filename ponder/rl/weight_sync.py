@@ -41,7 +41,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from ponder.rl.vllm_worker import EXTENSION
 
-__all__ = ["VLLMPolicy", "named_weights", "attach", "TRLSync", "require_vllm"]
+__all__ = ["SyncedPolicy", "VLLMPolicy", "named_weights", "attach", "TRLSync", "require_vllm"]
 
 _WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_fsdp_wrapped_module.", "_orig_mod.")
 
@@ -86,8 +86,82 @@ def named_weights(model: Any, accelerator: Any = None) -> Iterator[tuple[str, An
                 yield name, data
 
 
-class VLLMPolicy:
-    """A vLLM engine on its own event-loop thread, synced to a trainer's model on demand.
+class SyncedPolicy:
+    """An engine on its own event-loop thread whose weights follow a trainer's model.
+
+    The shared half of `VLLMPolicy` (colocated engine) and `ponder.rl.rollout_server.ServerPolicy`
+    (a vLLM server): the loop thread, ``run``, and ``sync``, which gathers the weights on every
+    process (a collective under ZeRO-3), writes them as one safetensors file in the weight folder
+    and has the subclass's ``_load`` hand its path to the vLLM worker extension.
+    """
+
+    engine: Any
+    writes_weights = True
+    """Whether this process writes and loads the weights (a server is synced by the main process only)."""
+
+    def __init__(self, weight_dir: str | Path | None = None) -> None:
+        self.synced_step: int | None = None
+        """The trainer step whose weights the engine holds (None: the checkpoint it started from)."""
+        self.sync_seconds: list[float] = []
+        """Wall time of every sync."""
+        shm = Path("/dev/shm")
+        base = Path(weight_dir) if weight_dir else (shm if shm.is_dir() else None)
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        self._dir = Path(tempfile.mkdtemp(prefix="ponder-weights-", dir=base))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ponder-policy-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``await work(engine)`` on the engine's loop; blocks until done and returns its result."""
+        return asyncio.run_coroutine_threadsafe(work(self.engine), self._loop).result()
+
+    def sync(self, model: Any, accelerator: Any = None, step: int | None = None) -> float:
+        """Load ``model``'s current weights into the engine; returns the seconds it took."""
+        from safetensors.torch import save_file
+
+        start = time.perf_counter()
+        weights = named_weights(model, accelerator)  # every process iterates: a collective under ZeRO-3
+        if not self.writes_weights:
+            for _ in weights:
+                pass
+        else:
+            path = self._dir / "model.safetensors"
+            save_file({name: t.detach().to("cpu", copy=True).contiguous() for name, t in weights}, str(path))
+            try:
+                self._load(path)
+            finally:
+                path.unlink(missing_ok=True)
+        self._after_sync(accelerator)
+        self.synced_step = step
+        self.sync_seconds.append(time.perf_counter() - start)
+        return self.sync_seconds[-1]
+
+    def _load(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _after_sync(self, accelerator: Any) -> None:
+        """Hook after the load (a server waits for every process here)."""
+
+    def score(self, token_ids: list[int]) -> list[float]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the engine, its loop thread and remove the weight folder."""
+        if self._loop.is_closed():
+            return
+        try:
+            self.run(lambda engine: engine.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class VLLMPolicy(SyncedPolicy):
+    """A colocated vLLM engine (``vllm_mode=colocate``), synced to a trainer's model on demand.
 
     Args:
         model: the checkpoint the engine starts from (the policy's initial weights).
@@ -106,41 +180,16 @@ class VLLMPolicy:
 
         engine_kwargs.setdefault("logprobs_mode", "processed")  # the sampler's logprobs after temperature
         self.engine = VLLMEngine(model, tokenizer=tokenizer, worker_extension_cls=EXTENSION, **engine_kwargs)
-        self.synced_step: int | None = None
-        """The trainer step whose weights the engine holds (None: the checkpoint it started from)."""
-        self.sync_seconds: list[float] = []
-        """Wall time of every sync."""
-        shm = Path("/dev/shm")
-        self._dir = Path(tempfile.mkdtemp(prefix="ponder-weights-", dir=shm if shm.is_dir() else None))
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ponder-vllm-loop", daemon=True)
-        self._thread.start()
+        super().__init__()
         self.run(lambda engine: _start_on(engine, device_index))
 
-    def run(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
-        """``await work(engine)`` on the engine's loop; blocks until done and returns its result."""
-        return asyncio.run_coroutine_threadsafe(work(self.engine), self._loop).result()
-
-    def sync(self, model: Any, accelerator: Any = None, step: int | None = None) -> float:
-        """Load ``model``'s current weights into the engine; returns the seconds it took."""
-        from safetensors.torch import save_file
-
-        start = time.perf_counter()
-        tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in named_weights(model, accelerator)}
-        path = self._dir / "model.safetensors"
-        save_file(tensors, str(path))
-        del tensors
-
+    def _load(self, path: Path) -> None:
         async def load(engine) -> None:
             llm = await engine.start()
             await llm.collective_rpc("ponder_load_weights", kwargs={"path": str(path)})
             await llm.reset_prefix_cache()
 
         self.run(load)
-        path.unlink(missing_ok=True)
-        self.synced_step = step
-        self.sync_seconds.append(time.perf_counter() - start)
-        return self.sync_seconds[-1]
 
     def score(self, token_ids: list[int]) -> list[float]:
         """vLLM's log-probability of each token of ``token_ids`` after the first (temperature 1)."""
@@ -157,18 +206,6 @@ class VLLMPolicy:
             return [float(e[t].logprob) for e, t in zip(final.prompt_logprobs[1:], token_ids[1:])]
 
         return self.run(go)
-
-    def close(self) -> None:
-        """Stop the engine, its loop thread and remove the weight folder."""
-        if self._loop.is_closed():
-            return
-        try:
-            self.run(lambda engine: engine.aclose())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
-            self._loop.close()
-            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 async def _start_on(engine: Any, device_index: int | None) -> Any:
@@ -190,7 +227,7 @@ async def _start_on(engine: Any, device_index: int | None) -> Any:
 class TRLSync:
     """What TRL's GRPOTrainer calls as ``trainer.vllm_generation``: ``sync_weights()`` before a step's rollout."""
 
-    def __init__(self, trainer: Any, policy: VLLMPolicy) -> None:
+    def __init__(self, trainer: Any, policy: SyncedPolicy) -> None:
         self.trainer, self.policy = trainer, policy
 
     def sync_weights(self) -> None:
@@ -198,7 +235,7 @@ class TRLSync:
         self.policy.sync(t.model, t.accelerator, step=t.state.global_step)
 
 
-def attach(trainer: Any, policy: VLLMPolicy) -> None:
+def attach(trainer: Any, policy: SyncedPolicy) -> None:
     """Make ``trainer`` (TRL's GRPOTrainer, built with ``use_vllm=False``) sync ``policy`` and correct for it.
 
     TRL 1.16 has no public switch for "rollouts come from an external vLLM engine": its
