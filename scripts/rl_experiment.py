@@ -14,7 +14,7 @@ evaluation seeds, so equal figures cannot come from shared sampling noise. For e
 - ``heldout.jsonl``: one row per problem and mode (greedy / sampled): answer, correct, thinking tokens;
 - ``summary.json``: the aggregates of ``heldout.jsonl``;
 - with ``--shared-seed S``: ``heldout_shared.jsonl`` and ``summary_shared.json``, the same
-  measurement with seeds every model shares (as `scripts/sgrpo_demo.py` does).
+  measurement with seeds every model shares (the first demonstration's setting).
 
 A run whose ``summary.json`` exists is skipped, so an interrupted experiment continues; ``--jobs 2``
 trains two runs at a time.

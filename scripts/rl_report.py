@@ -153,19 +153,42 @@ def plot(name: str, runs: dict[str, dict]) -> Path | None:
     return path
 
 
+def segment_table() -> str:
+    """UloRL's segment benchmark (`bench/segment_rollout.py` -> ``bench/results/segment_rollout.json``)."""
+    rows = [r for r in json.loads((ROOT / "bench" / "results" / "segment_rollout.json").read_text()) if "segments" in r]
+    base = next(r for r in rows if r["segments"] == 1)
+    lines = ["`bench/results/segment_rollout.json` (`python bench/segment_rollout.py`)", "",
+             "| segments | step wall | decode positions a step waits for | samples carried over | reward (last third) "
+             "| greedy / T=0.7 accuracy after |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        faster = "" if r is base else f" ({base['step_s'] / r['step_s']:.2f}x faster)"
+        waits = "" if r is base else f" ({r['sequential'] / base['sequential']:.2f}x)"
+        lines.append(f"| {r['segments']} | {r['step_s']:.2f} s{faster} | {r['sequential']:.0f}{waits} | {r['carried']:.0f} "
+                     f"| {r['reward_last']:.3f} | {100 * r['greedy_accuracy']:.1f}% / {100 * r['sampled_accuracy']:.1f}% |")
+    return "\n".join(lines)
+
+
+SPECIAL = {"segment_rollout": segment_table}
+"""Blocks made from a benchmark's own result file rather than from experiment runs."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/.")
+    ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/ (or segment_rollout).")
     ap.add_argument("--readme", action="store_true", help="Replace each experiment's block in README.md.")
-    ap.add_argument("--goal", nargs="*", default=["verbose"],
-                    help="Experiments judged against the harmless-overthinking goal (default: verbose).")
+    ap.add_argument("--goal", nargs="*", default=["verbose", "harmless"],
+                    help="Experiments judged against the harmless-overthinking goal (default: verbose harmless).")
     args = ap.parse_args()
     readme = (ROOT / "README.md").read_text()
     for name in args.names:
-        runs = load(name)
-        text = table(name, runs, name in args.goal)
-        (RESULTS / name / "report.md").write_text(text + "\n")
-        print(text, f"\nplot: {plot(name, runs)}\n")
+        if name in SPECIAL:
+            text = SPECIAL[name]()
+            print(text + "\n")
+        else:
+            runs = load(name)
+            text = table(name, runs, name in args.goal)
+            (RESULTS / name / "report.md").write_text(text + "\n")
+            print(text, f"\nplot: {plot(name, runs)}\n")
         if args.readme:
             pattern = re.compile(rf"(<!-- rl-report:{re.escape(name)} -->\n).*?(<!-- /rl-report:{re.escape(name)} -->)", re.S)
             if not pattern.search(readme):

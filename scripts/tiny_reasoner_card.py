@@ -132,6 +132,10 @@ def checks_sentence(training: dict) -> str:
     if training.get("corrupt_p"):
         return (f"make {span} redundant \"wait, check\" passes that were\ncorrupted with probability "
                 f"{training['corrupt_p']} in training, so the model overthinks by design.")
+    if training.get("restate") is False:
+        return (f"make {span} redundant \"wait, check\" passes of one column\neach that never restate the "
+                "answer: the answer is stated once and the checks cannot change it,\noverthinking by design that "
+                "does no harm (a 0/1 reward cannot see it).")
     return (f"make {span} redundant \"wait, check\" passes that always\nrestate the right answer in training: "
             "overthinking by design that does no harm (a 0/1 reward cannot see it).")
 

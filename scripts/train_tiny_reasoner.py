@@ -7,12 +7,15 @@ redundant checks that are corrupted 35% of the time in the training data, then
 transformers and vLLM. Training is seeded and runs in about ten minutes on 2 cores.
 
 ``--organism verbose`` trains ``ponder/assets/tiny-reasoner-verbose`` the same way, except that its
-0-3 checks always restate the right answer: overthinking that does no harm, which a 0/1 reward
-cannot see and S-GRPO's decaying reward can.
+0-3 checks always restate the right answer: overthinking meant to do no harm, which a 0/1 reward
+cannot see and S-GRPO's decaying reward can. Sampled, a restatement can still be miscopied, so
+``--organism harmless`` (``ponder/assets/tiny-reasoner-harmless``) states the answer once and its
+0-3 checks only recompute a column after it: they cannot change the answer.
 
     python scripts/train_tiny_reasoner.py                      # train, save, evaluate, write MODEL_CARD.md
     python scripts/train_tiny_reasoner.py --eval-only          # re-measure the committed model's card
-    python scripts/train_tiny_reasoner.py --organism verbose   # the harmless-overthinking organism
+    python scripts/train_tiny_reasoner.py --organism verbose   # checks that restate the answer
+    python scripts/train_tiny_reasoner.py --organism harmless  # checks that cannot change the answer
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ sys.path.insert(0, str(ROOT))
 from ponder.benchmarks.arith import ANSWER_PHRASE, HELD_OUT_SEED, make_problem, problems, reference_trace  # noqa: E402
 
 ORGANISMS = {
-    "default": {"out": "tiny-reasoner", "corrupt_p": 0.35, "max_checks": None},
-    "verbose": {"out": "tiny-reasoner-verbose", "corrupt_p": 0.0, "max_checks": 3},
+    "default": {"out": "tiny-reasoner", "corrupt_p": 0.35, "max_checks": None, "restate": True},
+    "verbose": {"out": "tiny-reasoner-verbose", "corrupt_p": 0.0, "max_checks": 3, "restate": True},
+    "harmless": {"out": "tiny-reasoner-harmless", "corrupt_p": 0.0, "max_checks": 3, "restate": False},
 }
 """Each organism's asset folder and trace settings (``max_checks`` None: one fewer than the terms)."""
 SPECIALS = ["<pad>", "</s>", "<unk>", "<|user|>", "<|assistant|>"]
@@ -104,7 +108,8 @@ def training_batches(tokenizer, args, held_out: set[tuple[int, ...]]):
             p = make_problem(rng, "train")
             if p.terms in held_out:
                 continue
-            thinking, answer = reference_trace(p.terms, rng, corrupt_p=args.corrupt_p, max_checks=args.max_checks)
+            thinking, answer = reference_trace(p.terms, rng, corrupt_p=args.corrupt_p, max_checks=args.max_checks,
+                                             restate=args.restate)
             if rng.random() < args.cut_p:
                 thinking, answer = cut_thinking(thinking, answer, p.answer, rng)
             completion = f"<think>{thinking}</think>\\boxed{{{answer}}}"
@@ -183,7 +188,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--organism", choices=sorted(ORGANISMS), default="default",
-                    help="default: checks corrupted 35%% of the time; verbose: 0-3 checks that always restate the right answer")
+                    help="default: checks corrupted 35%% of the time; verbose: 0-3 checks that always restate the right "
+                         "answer; harmless: 0-3 checks that never restate it")
     ap.add_argument("--corrupt-p", type=float, default=None, help="override the organism's corruption rate")
     ap.add_argument("--cut-p", type=float, default=0.1, help="share of forced-exit (cut thinking) examples")
     ap.add_argument("--seed", type=int, default=0)
@@ -194,6 +200,7 @@ def main() -> None:
     spec = ORGANISMS[args.organism]
     args.corrupt_p = spec["corrupt_p"] if args.corrupt_p is None else args.corrupt_p
     args.max_checks = spec["max_checks"]
+    args.restate = spec["restate"]
     out = ROOT / "ponder" / "assets" / spec["out"]
     if not args.eval_only:
         train(args, out)

@@ -199,3 +199,32 @@ def test_ponder_train_on_vllm_saves_and_resumes(tmp_path, algo, extra):
     assert all("rollout/weight_sync_seconds" in s for s in steps)
     # TRL's importance-sampling correction runs for whole rollouts; UloRL's pseudo on-policy turns it off
     assert all(("sampling/importance_sampling_ratio/mean" in s) == (not extra) for s in steps)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("mode", ["hf", "server"])
+def test_two_training_processes(tmp_path, mode, request):
+    """torchrun with 2 processes (gloo, CPU): 2 S-GRPO steps, one log line per step, a checkpoint; with a
+    rollout server only the main process loads the weights and both processes sample on them."""
+    from ponder.engines.server import free_port
+
+    engine = ["engine=hf"] if mode == "hf" else \
+        ["engine=vllm", "vllm_mode=server", f"vllm_server_url={request.getfixturevalue('rl_server')}"]
+    logs = tmp_path / "ranks"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "--log-dir", str(logs), "--redirects", "3", "--tee", "3", "-m", "ponder.cli", "train", "sgrpo", "--config", "recipes/tiny-sgrpo.yaml", *engine, "limit=16",
+           "prompts_per_step=1", "num_generations=4", "save_steps=2", "eval_steps=0", "max_completion_length=200",
+           "max_steps=2", "learning_rate=1e-3", f"output_dir={tmp_path / 'out'}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=800,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = sorted(p.parent.name for p in logs.rglob("stderr.log") if "Loading weights" in p.read_text())
+    assert ranks == ["0", "1"], ranks  # two processes really loaded the model and trained
+    assert (tmp_path / "out" / "checkpoint-2" / "optimizer.pt").exists()
+    import json
+
+    steps = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "loss" in s] == [1, 2]  # written by the main process only
+    if mode == "server":
+        # TRL gathers the metric over both processes: each sampled on the weights its step trained
+        assert all(s["sampling/sampling_logp_difference/max"] < 1e-3 for s in steps if "loss" in s), steps

@@ -102,3 +102,32 @@ async def test_verbose_organism_overthinks_without_harm():
     assert len(checked) >= 6  # it does check after answering...
     assert sum(len(set(s)) == 1 for s in checked) >= 0.9 * len(checked)  # ...and the checks change nothing
     assert sum(s[0] == p.answer for s, p in zip(stated, items) if s) >= 12
+
+
+async def test_harmless_organism_checks_cannot_change_the_answer():
+    """tiny-reasoner-harmless: it states the answer once, often checks after it, and boxes what it stated."""
+    from ponder.benchmarks.arith import ANSWER_PHRASE
+    from ponder.engines import TINY_REASONER_HARMLESS, make_engine
+
+    folder = Path(TINY_REASONER_HARMLESS)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md", "card.json", "training.json"):
+        assert (folder / name).exists(), name
+    assert json.loads((folder / "training.json").read_text())["restate"] is False
+    engine = make_engine("hf", model="tiny-reasoner-harmless")
+    try:
+        items = problems(24, seed=1)
+        outs = await asyncio.gather(*(
+            complete(engine, render(engine.tokenizer, p.prompt, FAMILIES["tiny"]),
+                     SamplingParams(max_tokens=400, temperature=0.7, seed=i))
+            for i, p in enumerate(items)))
+    finally:
+        await engine.aclose()
+    texts = [engine.tokenizer.decode(o.token_ids) for o in outs]
+    assert all(t.startswith("<think>\nd1: ") and "</think>\\boxed{" in t for t in texts)
+    thinking = [t.split("</think>")[0] for t in texts]
+    assert all(th.count(ANSWER_PHRASE) == 1 for th in thinking)  # stated once, never restated
+    assert sum("wait, check" in th.split(ANSWER_PHRASE)[1] for th in thinking) >= 6  # but checked after
+    stated = [re.search(re.escape(ANSWER_PHRASE) + r"(\d+)", th).group(1) for th in thinking]
+    boxed = [re.search(r"\\boxed\{(\d+)\}", t).group(1) for t in texts]
+    assert stated == boxed  # the box copies the one stated answer, whatever the checks said
+    assert sum(int(s) == p.answer for s, p in zip(stated, items)) >= 12

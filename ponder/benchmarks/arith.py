@@ -86,7 +86,7 @@ def _column(terms: tuple[int, ...], col: int, carry: int, delta: int = 0) -> tup
 
 def reference_trace(
     terms: tuple[int, ...], rng: random.Random, corrupt_p: float = 0.35, n_checks: int | None = None,
-    max_checks: int | None = None,
+    max_checks: int | None = None, restate: bool = True,
 ) -> tuple[str, int]:
     """A ``<think>`` body and the final answer it ends with.
 
@@ -97,6 +97,8 @@ def reference_trace(
             which then shifts the restated (and final) answer.
         n_checks: fix the number of checks (default: uniform in 0..max_checks).
         max_checks: the most checks a trace makes (default: one fewer than the terms).
+        restate: each check restates the answer (False: the answer is stated once, and the
+            checks after it cannot change it).
 
     Returns:
         (thinking text without the delimiters, final answer).
@@ -121,7 +123,8 @@ def reference_trace(
         line, _ = _column(terms, col, carry_in, delta)
         answer += delta * 10**col
         lines.append(f"wait, check {line}")
-        lines.append(f"{ANSWER_PHRASE}{answer}")
+        if restate:
+            lines.append(f"{ANSWER_PHRASE}{answer}")
     return "\n" + "\n".join(lines) + "\n", answer
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["TINY_REASONER", "TINY_REASONER_VERBOSE", "resolve_model"]
+__all__ = ["TINY_REASONER", "TINY_REASONER_VERBOSE", "TINY_REASONER_HARMLESS", "EMBEDDED", "resolve_model"]
 
 TINY_REASONER = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reasoner")
 """Path of the embedded tiny reasoner (the default model everywhere)."""
@@ -16,13 +16,20 @@ TINY_REASONER = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reaso
 TINY_REASONER_VERBOSE = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reasoner-verbose")
 """The same recipe, but its checks after the first answer always restate it (harmless overthinking)."""
 
+TINY_REASONER_HARMLESS = str(Path(__file__).resolve().parents[1] / "assets" / "tiny-reasoner-harmless")
+"""The same recipe, but its checks after the first answer never restate it: they cannot change it."""
+
+EMBEDDED = {"tiny": TINY_REASONER, "tiny-reasoner": TINY_REASONER, "tiny-reasoner-verbose": TINY_REASONER_VERBOSE,
+            "tiny-reasoner-harmless": TINY_REASONER_HARMLESS}
+"""The embedded models by name."""
+
 
 def resolve_model(model: str | None) -> str:
     """The default model when none is given; a clear error for a missing local path."""
-    if model is None or model in ("tiny", "tiny-reasoner"):
+    if model is None:
         return TINY_REASONER
-    if model == "tiny-reasoner-verbose":
-        return TINY_REASONER_VERBOSE
+    if model in EMBEDDED:
+        return EMBEDDED[model]
     path = Path(model).expanduser()
     looks_local = model.startswith((".", "/", "~")) or path.exists()
     if looks_local and not (path / "config.json").exists():

@@ -102,13 +102,14 @@ class HeldOutEval(callback_base()):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0:
-            self._run(model, 0)
+            self._run(model, 0, state.is_world_process_zero)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            self._run(model, state.global_step)
+            self._run(model, state.global_step, state.is_world_process_zero)
 
-    def _run(self, model: Any, step: int) -> None:
+    def _run(self, model: Any, step: int, write: bool = True) -> None:
+        # every process measures (under ZeRO-3 a forward pass is a collective); one writes
         from ponder.engines.hf import HFEngine
 
         if model is None:
@@ -118,6 +119,8 @@ class HeldOutEval(callback_base()):
             engine = HFEngine.from_model(model, self.tokenizer)
             row = asyncio.run(measure(engine, self.problems, temperature=self.temperature, max_tokens=self.max_tokens))
         row = {"step": step, **row, "seconds": round(time.perf_counter() - start, 2)}
+        if not write:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -133,7 +136,7 @@ class JsonlLog(callback_base()):
         self.path = Path(output_dir) / "log.jsonl"
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
+        if logs and state.is_world_process_zero:  # one line per step, not one per process
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as fh:
                 fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
