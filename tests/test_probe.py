@@ -235,7 +235,9 @@ async def test_probe_live_stops_before_the_natural_end_and_leaves_nothing_runnin
     assert sol.total_tokens == own + sum(p["tokens"] for p in t.info["probes"]) and t.info["probe_tokens"] > 0
     rids = t.info["request_ids"]
     counted = [engine.stats.per_request.get(r, 0) for r in rids]
-    lag = 6 if engine.name == "ray" else 1  # Ray: the chunk in transit plus the actor's step at the abort
+    # steps an engine may decode past an abort: Ray, the chunk in transit plus the actor's step at the abort;
+    # vLLM, an output its engine core already sent (not yet read) plus the step in flight (seen in CI under load)
+    lag = {"ray": 6, "vllm": 2}.get(engine.name, 1)
     assert len(rids) == 1 + len(t.info["probes"]) and own <= counted[0] <= own + lag
     for c, p in zip(counted[1:], t.info["probes"]):  # a finished probe exactly; a cancelled one + the steps in flight
         assert c == p["tokens"] if p["state"] == "done" else p["tokens"] <= c <= p["tokens"] + lag
