@@ -9,12 +9,13 @@ generated (S-GRPO: the full path plus each exit's answer; the shared thinking is
 again). Ratios are against hf.
 
     python bench/rl_engines.py [--prompts 8] [--group 8] [--steps 2] [--engines hf,vllm,server]
-                               [--out bench/results/rl_engines.txt]
+                               [--out bench/results/rl_engines.txt]   # and rl_engines.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -126,9 +127,13 @@ def main() -> None:
     if unknown:
         ap.error(f"--engines: unknown {', '.join(sorted(unknown))} (hf, vllm, server)")
     console = Console(width=140, record=True)
-    console.print(table(run(args), args))
-    if args.out:
+    res = run(args)
+    console.print(table(res, args))
+    if args.out:  # the table as text, and the figures as JSON beside it (scripts/rl_report.py rl_engines)
         Path(args.out).write_text(console.export_text())
+        rows = [{"algo": a, "engine": e, **v} for (a, e), v in res.items()]
+        Path(args.out).with_suffix(".json").write_text(json.dumps(
+            {"prompts": args.prompts, "group": args.group, "steps": args.steps, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -168,13 +168,29 @@ def segment_table() -> str:
     return "\n".join(lines)
 
 
-SPECIAL = {"segment_rollout": segment_table}
+def engines_table() -> str:
+    """RL rollout engines (`bench/rl_engines.py` -> ``bench/results/rl_engines.json``), ratios against hf."""
+    data = json.loads((ROOT / "bench" / "results" / "rl_engines.json").read_text())
+    lines = [f"`bench/results/rl_engines.json` (`python bench/rl_engines.py --out bench/results/rl_engines.txt`), "
+             f"{data['prompts']} prompts × group {data['group']}, mean of {data['steps']} steps", "",
+             "| algorithm | engine | decoded tokens | tokens/s | wall s/step | weight sync |", "|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        hf = next(h for h in data["rows"] if h["algo"] == r["algo"] and h["engine"] == "hf")
+        tps, base = r["tokens"] / r["wall"], hf["tokens"] / hf["wall"]
+        ratio = (lambda a, b: "") if r is hf else (lambda a, b: f" ({a / b:.2f}x)")
+        sync = "–" if r is hf else f"{r['sync'] * 1000:.0f} ms ({r['sync'] / r['wall']:.1%})"
+        lines.append(f"| {NAMES[r['algo']]} | {r['engine']} | {r['tokens']:.0f} | {tps:.0f}{ratio(tps, base)} "
+                     f"| {r['wall']:.2f}{ratio(r['wall'], hf['wall'])} | {sync} |")
+    return "\n".join(lines)
+
+
+SPECIAL = {"segment_rollout": segment_table, "rl_engines": engines_table}
 """Blocks made from a benchmark's own result file rather than from experiment runs."""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/ (or segment_rollout).")
+    ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/ (or segment_rollout, rl_engines).")
     ap.add_argument("--readme", action="store_true", help="Replace each experiment's block in README.md.")
     ap.add_argument("--goal", nargs="*", default=["verbose", "harmless"],
                     help="Experiments judged against the harmless-overthinking goal (default: verbose harmless).")
