@@ -192,8 +192,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/ (or segment_rollout, rl_engines).")
     ap.add_argument("--readme", action="store_true", help="Replace each experiment's block in README.md.")
-    ap.add_argument("--goal", nargs="*", default=["verbose", "harmless"],
-                    help="Experiments judged against the harmless-overthinking goal (default: verbose harmless).")
+    ap.add_argument("--goal", nargs="*", default=["verbose", "harmless", "harmless-300"],
+                    help="Experiments judged against the harmless-overthinking goal (default: verbose harmless "
+                         "harmless-300).")
     args = ap.parse_args()
     readme = (ROOT / "README.md").read_text()
     for name in args.names:
