@@ -151,6 +151,8 @@ def test_server_mode_refuses_a_plain_server(openai_server):
     """A server started without the RL endpoints is named as such before any model loads."""
     _one_line_exit_2(_ponder("sgrpo", "engine=vllm", "vllm_mode=server", f"vllm_server_url={openai_server}"),
                      "has no /collective_rpc")
+    _one_line_exit_2(_ponder("sgrpo", "engine=vllm", "vllm_mode=server", f"vllm_server_url={openai_server}",
+                             "vllm_weight_dir=/proc/ponder-nope"), "vllm_weight_dir /proc/ponder-nope: cannot write")
 
 
 @pytest.mark.timeout(900)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.rl.vllm_worker import EXTENSION
-from ponder.rl.weight_sync import SyncedPolicy
+from ponder.rl.weight_sync import SyncedPolicy, weight_folder
 
 __all__ = ["ServerPolicy", "ServerInfo", "check_server", "RL_SERVER_ENV", "RL_SERVER_ARGS"]
 
@@ -72,14 +72,14 @@ def check_server(url: str, weight_dir: str | Path | None = None, timeout_s: floa
             listed = models.json().get("data") or []
             if len(listed) != 1:
                 raise ValueError(f"vllm_mode=server: {root} serves {len(listed)} models; a rollout server serves one")
-            base = Path(weight_dir) if weight_dir else (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
-            if base is not None:
-                base.mkdir(parents=True, exist_ok=True)
+            base = weight_folder(weight_dir)
             with tempfile.NamedTemporaryFile(prefix="ponder-ready-", dir=base) as probe:
                 ready = client.post(f"{root}/collective_rpc", json={"method": "ponder_ready",
                                                                     "kwargs": {"path": probe.name}})
     except httpx.HTTPError as exc:
         raise ValueError(f"vllm_mode=server: no vLLM server answers at {root} ({type(exc).__name__}); {hint}") from None
+    except OSError as exc:  # the weight folder cannot be made or written
+        raise ValueError(f"vllm_weight_dir {weight_dir}: cannot write weights there ({exc.strerror or exc})") from None
     if ready.status_code == 404:
         raise ValueError(f"vllm_mode=server: {root} has no /collective_rpc; start it with VLLM_SERVER_DEV_MODE=1 "
                          f"and --worker-extension-cls {EXTENSION} (`ponder engine-server --rl` does)")

