@@ -61,11 +61,9 @@ def run(args) -> dict[tuple[str, str], dict[str, float]]:
 
                 policies[engine] = VLLMPolicy(TINY_REASONER, tok, dtype="float32", max_model_len=512)
             elif engine == "server":
-                from ponder.engines.server import VLLMServer
-                from ponder.rl.rollout_server import RL_SERVER_ARGS, RL_SERVER_ENV, ServerPolicy
+                from ponder.rl.rollout_server import ServerPolicy, rollout_server
 
-                server = VLLMServer(TINY_REASONER, extra_args=(*RL_SERVER_ARGS, "--dtype", "float32"),
-                                    env=RL_SERVER_ENV).start()
+                server = rollout_server(TINY_REASONER, "float32").start()
                 policies[engine] = ServerPolicy(server.base_url, TINY_REASONER, tok)
             if engine != "hf":
                 print(f"{engine} engine started in {time.perf_counter() - start:.0f}s", flush=True)

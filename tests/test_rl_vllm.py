@@ -49,10 +49,9 @@ def _gap(a: list[float], b: list[float]) -> float:
 def rl_server():
     """A rollout server as `ponder engine-server --rl --dtype float32` starts it (float32: exact parity)."""
     _require_vllm()
-    from ponder.engines.server import VLLMServer
-    from ponder.rl.rollout_server import RL_SERVER_ARGS, RL_SERVER_ENV
+    from ponder.rl.rollout_server import rollout_server
 
-    with VLLMServer(TINY_REASONER, extra_args=(*RL_SERVER_ARGS, "--dtype", "float32"), env=RL_SERVER_ENV) as server:
+    with rollout_server(TINY_REASONER, "float32") as server:
         yield server.base_url.removesuffix("/v1")
 
 

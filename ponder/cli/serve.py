@@ -154,15 +154,14 @@ def engine_server(
 
     from ponder.engines.server import VLLMServer
 
-    env, args = {}, ()
-    if rl:
-        from ponder.rl.rollout_server import RL_SERVER_ARGS, RL_SERVER_ENV
-
-        env, args = RL_SERVER_ENV, RL_SERVER_ARGS
-    args = (*args, "--dtype", dtype)
     try:
-        server = VLLMServer(model, port=port, max_model_len=max_model_len, extra_args=args, env=env,
-                            host=host).start()
+        if rl:
+            from ponder.rl.rollout_server import rollout_server
+
+            server = rollout_server(model, dtype, port=port, max_model_len=max_model_len, host=host).start()
+        else:
+            server = VLLMServer(model, port=port, max_model_len=max_model_len, extra_args=("--dtype", dtype),
+                                host=host).start()
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
         fail(str(exc))
     typer.echo(f"serving {server.model} at {server.base_url} (log: {server.log_path}); Ctrl-C to stop")

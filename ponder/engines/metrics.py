@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["SERVER_METRICS", "ServerCounts", "parse_metrics", "metrics_url"]
+__all__ = ["SERVER_METRICS", "ServerCounts", "parse_metrics", "metrics_url", "server_root"]
 
 SERVER_METRICS: dict[str, dict[str, str]] = {
     "vllm": {"generated": "vllm:generation_tokens_total", "running": "vllm:num_requests_running",
@@ -48,10 +48,15 @@ class ServerCounts:
         return self.running + self.waiting
 
 
+def server_root(base_url: str) -> str:
+    """``http://host:port/v1`` (or without ``/v1``) -> ``http://host:port``."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
 def metrics_url(base_url: str) -> str:
     """``http://host:port/v1`` -> ``http://host:port/metrics``."""
-    root = base_url.rstrip("/")
-    return (root[: -len("/v1")] if root.endswith("/v1") else root) + "/metrics"
+    return server_root(base_url) + "/metrics"
 
 
 def parse_metrics(text: str) -> ServerCounts | None:

