@@ -21,8 +21,9 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
-from ponder.cli.options import (Actors, Address, BaseUrl, Controller, EngineKind, K, MaxThinkingTokens, MaxTokens, Model,
-                                N, Options, Temperature, UseRay, controller_options, engine_settings, fail)
+from ponder.cli.options import (Actors, Address, BaseUrl, Controller, EngineKind, Family, K, MaxThinkingTokens,
+                                MaxTokens, Model, N, Options, Temperature, UseRay, controller_options, engine_settings,
+                                fail, use_family)
 from ponder.options import parse_value
 
 __all__ = ["app", "parse_sweep"]
@@ -51,6 +52,7 @@ def main(
     data: Annotated[Optional[Path], typer.Option(help="Local .jsonl/.json/.parquet/.csv in the benchmark's schema "
                     "(alone: ponder's schema id, problem, answer, answer_kind).")] = None,
     model: Model = None,
+    family: Family = None,
     controller: Controller = "single",
     n: N = None,
     k: K = None,
@@ -78,6 +80,7 @@ def main(
     if ctx.invoked_subcommand is not None:
         return
     try:
+        use_family(family)
         engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
         if resume and out is None:
             raise ValueError("--resume needs --out (the run directory to continue)")

@@ -1,13 +1,15 @@
 """What every ``ponder`` command shares, written once: the one-line error, the engine, model and
-Ray options, controller options (named flags and ``-o KEY=VALUE``), and their validation.
+Ray options, the model family, controller options (named flags and ``-o KEY=VALUE``), and their
+validation.
 
 Choices come from the registries (engine kinds from `ponder.engines.registry`, answer kinds from
-`ponder.types.ANSWER_KINDS`, controllers from `ponder.controllers.REGISTRY`), so adding one needs no
-change here. Nothing here imports torch, vLLM or Ray.
+`ponder.types.ANSWER_KINDS`, controllers from `ponder.controllers.REGISTRY`, model families from
+`ponder.prompts.FAMILIES`), so adding one needs no change here. Nothing here imports torch, vLLM or Ray.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, List, Optional
 
@@ -15,11 +17,12 @@ import typer
 
 from ponder.engines.registry import single_engine_kinds
 from ponder.options import parse_assignments
+from ponder.prompts import FAMILIES, FAMILY_ENV
 from ponder.types import ANSWER_KINDS
 
-__all__ = ["fail", "check_choice", "engine_settings", "controller_options", "option_names", "Model", "EngineKind",
-           "BaseUrl", "UseRay", "Actors", "Address", "AnswerKindOption", "Controller", "N", "K", "Temperature",
-           "MaxTokens", "MaxThinkingTokens", "Options"]
+__all__ = ["fail", "check_choice", "engine_settings", "use_family", "controller_options", "option_names", "Model",
+           "EngineKind", "BaseUrl", "UseRay", "Actors", "Address", "AnswerKindOption", "Controller", "N", "K",
+           "Temperature", "MaxTokens", "MaxThinkingTokens", "Options", "Family"]
 
 Model = Annotated[Optional[str], typer.Option(help="Model path or hub id (default: the embedded tiny reasoner).")]
 EngineKind = Annotated[str, typer.Option(help=f"Engine: {', '.join(single_engine_kinds())}.")]
@@ -36,6 +39,8 @@ Temperature = Annotated[Optional[float], typer.Option(help="Sampling temperature
 MaxTokens = Annotated[Optional[int], typer.Option(help="Most tokens per sample.")]
 MaxThinkingTokens = Annotated[Optional[int], typer.Option(help="Budget forcing: cap on thinking tokens.")]
 Options = Annotated[List[str], typer.Option("--option", "-o", help="Any controller option, KEY=VALUE (repeatable).")]
+Family = Annotated[Optional[str], typer.Option(envvar=FAMILY_ENV, help=f"Model family (thinking delimiters, answer "
+                   f"cue): {', '.join(FAMILIES)} (default: read from the tokenizer, then the model name).")]
 
 DEFAULT_ACTORS = 2
 
@@ -51,6 +56,15 @@ def check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) 
     """Raise the one-line ValueError for a value outside a registry."""
     if value not in allowed:
         raise ValueError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def use_family(family: str | None) -> None:
+    """Check ``--family`` and make it the family of every model this process runs (through
+    ``$PONDER_FAMILY``, which `ponder.prompts.family_for` reads); None: keep detecting it."""
+    if family is None:
+        return
+    check_choice("--family", family, tuple(FAMILIES))
+    os.environ[FAMILY_ENV] = family
 
 
 def engine_settings(engine: str, base_url: str | None, ray: bool, actors: int,

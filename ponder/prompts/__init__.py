@@ -2,8 +2,9 @@
 
 A `ModelFamily` names the strings a controller needs to steer a reasoning model: where thinking
 starts and ends, the cue that makes it state an answer, the word that extends thinking (s1's
-"Wait"), and S-GRPO's exit prompt. `family_for(tokenizer, name)` picks one; `render` turns a
-problem into prompt token ids through the tokenizer's own chat template.
+"Wait"), and S-GRPO's exit prompt. `family_for(tokenizer, name)` picks one, reading the tokenizer's
+added tokens and chat template first (detect.py), the model name second; `render` turns a problem
+into prompt token ids through the tokenizer's own chat template.
 
 User text (the problem, a system prompt) stays text: a ``</think>`` or ``<|im_end|>`` typed in a
 problem is encoded as ordinary characters, never as the model's control token (literal.py). A
@@ -19,13 +20,23 @@ returns a one-line warning for prompts outside its format.
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ponder.prompts.arith import format_sum
+from ponder.prompts.detect import detect_family
 from ponder.prompts.literal import encode_literal, render_pieces
 
-__all__ = ["ModelFamily", "FAMILIES", "family_for", "render", "split_thinking", "encode_literal"]
+__all__ = ["ModelFamily", "FAMILIES", "FAMILY_ENV", "family_for", "detect_family", "render", "split_thinking",
+           "encode_literal"]
+
+FAMILY_ENV = "PONDER_FAMILY"
+"""Environment variable naming the model family for every model of the process (``--family`` sets it);
+an explicit ``family`` argument still wins."""
+
+log = logging.getLogger("ponder.prompts")
 
 
 @dataclass(frozen=True)
@@ -78,21 +89,58 @@ FAMILIES: dict[str, ModelFamily] = {
 
 
 def family_for(tokenizer: Any = None, name: str | None = None, family: str | None = None) -> ModelFamily:
-    """Pick the family by explicit name, else from the model name, else from the tokenizer's vocabulary.
+    """Pick the family: the explicit ``family``, else ``$PONDER_FAMILY`` (what ``--family`` sets), else
+    the tiny reasoner by name, else detected from the tokenizer's added tokens and chat template
+    (`detect_family`), else from the model name, else ``deepseek-r1`` with a one-time warning.
 
     Raises:
-        ValueError: an explicit ``family`` that is not registered.
+        ValueError: an explicit ``family`` (or ``$PONDER_FAMILY``) that is not registered.
     """
-    if family is not None:
-        if family not in FAMILIES:
-            raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-        return FAMILIES[family]
-    lowered = (name or getattr(tokenizer, "name_or_path", "") or "").lower()
-    for key, fam in (("tiny-reasoner", "tiny"), ("qwen3", "qwen3"), ("qwq", "qwen3"), ("phi-4", "phi4-reasoning"),
-                     ("s1", "s1"), ("deepseek-r1", "deepseek-r1"), ("r1-distill", "deepseek-r1")):
-        if key in lowered:
-            return FAMILIES[fam]
-    return FAMILIES["deepseek-r1"]
+    if family:
+        return _registered(family, "model family")
+    if os.environ.get(FAMILY_ENV, "").strip():
+        return _registered(os.environ[FAMILY_ENV].strip(), f"model family in ${FAMILY_ENV}")
+    label = name or getattr(tokenizer, "name_or_path", "") or ""
+    if "tiny-reasoner" in label.lower():  # its tokenizer's <think> tokens alone could read as another family
+        return FAMILIES["tiny"]
+    key = detect_family(tokenizer) or _family_by_name(label)
+    if key is None:
+        key = "deepseek-r1"
+        _warn_once(tokenizer, label)
+    return FAMILIES[key]
+
+
+def _registered(family: str, what: str) -> ModelFamily:
+    """The registered family of that name, else the one-line ValueError naming the choices."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown {what} {family!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[family]
+
+
+_NAME_HINTS = (("qwen3", "qwen3"), ("qwq", "qwen3"), ("phi-4", "phi4-reasoning"), ("s1", "s1"),
+               ("deepseek-r1", "deepseek-r1"), ("r1-distill", "deepseek-r1"))
+"""(substring of the lower-cased model name, family): the fallback when the tokenizer says nothing."""
+
+
+def _family_by_name(name: str) -> str | None:
+    """The family a model name suggests, or None."""
+    lowered = name.lower()
+    return next((family for hint, family in _NAME_HINTS if hint in lowered), None)
+
+
+_warned: set[str] = set()
+"""Tokenizers (by model name, else object id) already warned about: the warning is said once each."""
+
+
+def _warn_once(tokenizer: Any, label: str) -> None:
+    """Say once per tokenizer that its family was assumed (only when there was a tokenizer to read)."""
+    key = label or f"id:{id(tokenizer)}"
+    if tokenizer is None or key in _warned:
+        return
+    _warned.add(key)
+    log.warning("ponder: no thinking delimiters found in %s's tokenizer or chat template; assuming the "
+                "deepseek-r1 family (<think>...</think>); pass --family or set %s to choose",
+                label or "the model", FAMILY_ENV)
 
 
 def render(tokenizer: Any, prompt: str, family: ModelFamily | None = None, system: str | None = None) -> list[int]:
