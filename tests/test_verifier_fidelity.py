@@ -260,3 +260,76 @@ def test_choice_gold_with_option_text(gold, expected):
     choice = get_verifier("choice")
     assert choice.verify(gold, expected) is True
     assert choice.verify(gold, "E" if expected != "A" else "B") is False
+
+
+# --- cause 6: integer false positives and letters missed on the peer cross-check tables ------
+# (tests/test_verifier_tables.py runs the tables; these pin the rules behind them)
+
+INTEGER_RULE_CASES = [
+    # boxes Math-Verify joins are a set, never an integer; one answer boxed twice is that answer
+    ("5", r"\boxed{3} and \boxed{5}", False),
+    ("5", r"\boxed{5} and \boxed{5}", True),
+    ("3", r"\boxed{4} wait, actually \boxed{3}", True),
+    ("6", r"\boxed{x=5, y=6}", False),
+    ("5", r"\boxed{5 \text{ or } 6}", False),
+    ("3", r"\boxed{\text{3 apples}}", False),
+    ("33", r"\boxed{\text{33}}", True),
+    # units after a boxed number
+    ("60", r"\boxed{60 \text{ km/h}}", True),
+    ("16", r"\boxed{16 \, \text{cm}^{2}}", True),
+    ("2", r"\boxed{16 \, \text{cm}^{2}}", False),
+    # factorials, binomials, roots; bounded and exact
+    ("120", r"\boxed{5!}", True),
+    ("5", r"\boxed{5!}", False),
+    ("720", r"\boxed{3!!}", False),  # a double factorial is not (3!)!
+    ("10", r"\boxed{\dbinom{5}{2}}", True),
+    ("3", r"\boxed{\sqrt[3]{27}}", True),
+    ("4", r"\boxed{8^{2/3}}", True),
+    ("-2", r"\boxed{\sqrt[3]{-8}}", False),  # sympy's principal root is complex
+    ("2", r"\boxed{2^{1/2}}", False),
+    ("1", r"\boxed{451!}", False),  # refused, not computed
+    # a ratio, two numbers, a range after a cue
+    ("30", "We meet at 10:30", False),
+    ("23", r"\boxed{2 3}", False),
+    ("5", "Answer: between 1 and 5", False),
+    ("7", "The answer is not 5; it must be 7", True),  # Math-Verify reads 5
+    ("5", "The answer is not 5; it must be 7", False),
+    ("5", "The answer is from 1 to 5", False),
+    ("7", "I tried 5 and 7 but neither works", False),
+    ("4", "the numbers are 3, 4", False),
+    ("14", "3 + 4 = 7 and 7 * 2 = 14", True),
+    ("72", "Answer: she sold 48/2 = 24 in May, so 48 + 24 = 72 altogether.", True),
+    ("12", "The answer is probably 12.", True),
+    ("12", "The answer is probably 12. Indeed 3 times 4 is 12.", True),
+    ("60", "It drives at 60 km/h", True),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", INTEGER_RULE_CASES)
+def test_integer_rules_from_peer_tables(gold, text, expected):
+    assert get_verifier("integer").verify(gold, text) is expected
+
+
+CHOICE_RULE_CASES = [
+    ("C", "Neither A nor B work, hence C", True),
+    ("C", "Options A and B fail. So, C.", True),
+    ("A", "So A is wrong.", False),
+    ("D", "It is clearly option D.", True),
+    ("B", "Option B is correct.", True),
+    ("A", "A is incorrect; B is not correct either.", False),
+    ("B", "A is incorrect; B is not correct either.", False),
+    ("A", "I would say A.", True),
+    ("A", "Answer - A", True),
+    ("C", "Considering all of it:\nC. the third option", True),
+    ("A", "A fails the symmetry check, so I pick B", False),
+]
+
+
+@pytest.mark.parametrize("gold,text,expected", CHOICE_RULE_CASES)
+def test_choice_rules_from_peer_tables(gold, text, expected):
+    assert get_verifier("choice").verify(gold, text) is expected
+
+
+def test_a_bare_so_does_not_end_a_box_group():
+    assert final_boxes(r"\boxed{1}, so the other root is \boxed{2}") == ["1", "2"]
+    assert final_boxes(r"\boxed{5}, so the answer is \boxed{6}") == ["6"]

@@ -4,7 +4,11 @@
 run of arithmetic tokens exactly, with `fractions.Fraction`:
 
     2^5 -> 32      1{,}033 -> 1033      \\frac{12}{4} -> 3      \\sqrt{49} -> 7
+    5! -> 120      \\binom{5}{2} -> 10      \\sqrt[3]{27} -> 3      4^{1/2} -> 2
     \\sqrt 2, \\frac{1+\\sqrt5}{2}, 3.5 -> not integers      10^{10^{10}} -> refused (too big)
+
+A root or fractional power of a negative number is refused: sympy (and so Math-Verify) reads
+`\\sqrt[3]{-8}` as a complex principal root, not -2.
 
 Numbers follow Math-Verify's grammar: thousands groups are exactly three digits after a lead of
 one to three ("12,000,023", "1 000", "1{,}033", "1\\,033"); any other comma between digits
@@ -28,8 +32,9 @@ _TOKEN = re.compile(
     r"|\d{1,3}(?:\ \d{3})+(?![\d.,])"  # 1 000
     r"|\d+(?:\.\d+)?(?!\d|,\d)|\.\d+)"  # 33  33.5  .5
     r"|(?P<badnum>\d+(?:[.,]\d+)+)"  # 1,22  1,2,3  1234,567: a decimal comma or a list
-    r"|(?P<op>\*\*|[-+*/^×÷·−]|\\times(?![A-Za-z])|\\cdot(?![A-Za-z])|\\div(?![A-Za-z]))"
-    r"|(?P<cmd>\\[dt]?frac(?![A-Za-z])|\\sqrt(?![A-Za-z]))"
+    r"|(?P<op>\*\*|!(?!=)|[-+*/^×÷·−]"  # "!" is a factorial ("!=" is not)
+    r"|\\times(?![A-Za-z])|\\cdot(?![A-Za-z])|\\div(?![A-Za-z]))"
+    r"|(?P<cmd>\\[dt]?frac(?![A-Za-z])|\\sqrt(?![A-Za-z])|\\[dt]?binom(?![A-Za-z]))"
     r"|(?P<open>[({\[])|(?P<close>[)}\]])"
     r"|(?P<eq>=|≈|\\approx(?![A-Za-z])|\\equiv(?![A-Za-z]))"
     r"|(?P<space>\s+|\\[,;:! ]|~|\\q?quad(?![A-Za-z])|\\left(?![A-Za-z])|\\right(?![A-Za-z])"
@@ -131,6 +136,11 @@ class _Parser:
 
     def power(self) -> Fraction:
         base = self.atom()
+        if (tok := self.peek()) is not None and tok.text == "!":  # 5! (postfix, binds first)
+            self.i += 1
+            if (after := self.peek()) is not None and after.text == "!":
+                raise NotArithmetic("a double factorial")  # 5!! is 15, not (5!)!
+            base = _factorial(base)
         tok = self.peek()
         if tok is None or tok.text not in ("^", "**"):
             return base
@@ -148,8 +158,17 @@ class _Parser:
             return value
         if tok.kind == "cmd" and tok.text.endswith("frac"):
             return self._frac()
-        if tok.kind == "cmd":  # \sqrt
-            return _sqrt(self.atom())
+        if tok.kind == "cmd" and tok.text.endswith("binom"):
+            return _binom(self.atom(), self.atom())
+        if tok.kind == "cmd":  # \sqrt, or \sqrt[n]
+            degree = Fraction(2)
+            nxt = self.peek()
+            if nxt is not None and nxt.text == "[":
+                self.i += 1
+                degree = self.expr()
+                if self.take().text != "]":
+                    raise NotArithmetic("unbalanced brackets")
+            return _root(self.atom(), degree)
         raise NotArithmetic(f"unexpected {tok.text!r}")
 
     def _frac(self) -> Fraction:
@@ -169,8 +188,8 @@ class _Parser:
 
 
 def _power(base: Fraction, exponent: Fraction) -> Fraction:
-    if exponent.denominator != 1:
-        raise NotArithmetic("fractional power")
+    if exponent.denominator != 1:  # 4^{1/2}: exact only when the root is
+        base, exponent = _root(base, Fraction(exponent.denominator)), Fraction(exponent.numerator)
     n = exponent.numerator
     size = max(abs(base.numerator), base.denominator)
     if size > 1 and abs(n) * size.bit_length() > _MAX_BITS:
@@ -180,13 +199,43 @@ def _power(base: Fraction, exponent: Fraction) -> Fraction:
     return base**n
 
 
-def _sqrt(value: Fraction) -> Fraction:
+def _iroot(n: int, k: int) -> int:
+    """The integer k-th root of n >= 0, rounded down (Newton's method on integers)."""
+    if n < 2:
+        return n
+    x = 1 << -(-n.bit_length() // k)  # a power of two at or above the root
+    while True:
+        y = ((k - 1) * x + n // x ** (k - 1)) // k
+        if y >= x:
+            return x
+        x = y
+
+
+def _root(value: Fraction, degree: Fraction) -> Fraction:
+    """The exact `degree`-th root of `value`, when it is rational."""
+    if degree.denominator != 1 or not 1 <= degree.numerator <= 1000:
+        raise NotArithmetic("unusual root")
     if value < 0:
-        raise NotArithmetic("square root of a negative number")
-    num, den = math.isqrt(value.numerator), math.isqrt(value.denominator)
-    if num * num != value.numerator or den * den != value.denominator:
-        raise NotArithmetic("irrational square root")
+        raise NotArithmetic("root of a negative number")
+    k = degree.numerator
+    num, den = _iroot(value.numerator, k), _iroot(value.denominator, k)
+    if num**k != value.numerator or den**k != value.denominator:
+        raise NotArithmetic("irrational root")
     return Fraction(num, den)
+
+
+def _factorial(value: Fraction) -> Fraction:
+    # 450! has about 3,300 bits: within _MAX_BITS
+    if value.denominator != 1 or not 0 <= value.numerator <= 450:
+        raise NotArithmetic("factorial of a non-integer, negative or big number")
+    return Fraction(math.factorial(value.numerator))
+
+
+def _binom(n: Fraction, k: Fraction) -> Fraction:
+    # C(4000, k) has at most about 4,000 bits
+    if n.denominator != 1 or k.denominator != 1 or not 0 <= n.numerator <= 4000 or k < 0:
+        raise NotArithmetic("binomial of a non-integer, negative or big number")
+    return Fraction(math.comb(n.numerator, k.numerator))
 
 
 def evaluate(run: list[Token]) -> Fraction:

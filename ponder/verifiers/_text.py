@@ -134,13 +134,14 @@ _MAX_GROUP = 8
 # extract_boxed_content): a gap under 10 characters, or under 70 with a separator in it.
 _CLOSE_GAP, _FAR_GAP = 10, 70
 _SEPARATOR = re.compile(r"\b(?:and|or)\b|[,;]")
-# Where ponder deliberately differs from Math-Verify: a gap that corrects or concludes
-# ("\boxed{4} wait, actually \boxed{3}", "\boxed{5}, so the answer is \boxed{6}") ends the
-# group, so the later box alone is the answer (Math-Verify would join them into {3, 4}).
+# Where ponder deliberately differs from Math-Verify: a gap that corrects or restates the final
+# answer ("\boxed{4} wait, actually \boxed{3}", "\boxed{5}, so the answer is \boxed{6}") ends
+# the group, so the later box alone is the answer (Math-Verify would join them into {3, 4}).
+# A bare "so", "hence" or "thus" does not: "\boxed{1}, so the other root is \boxed{2}" lists
+# two roots, as Math-Verify reads it.
 _CORRECTION = re.compile(
     r"\b(?:wait|actually|no|nope|not|instead|rather|but|however|hmm+|oops|sorry|mistake|wrong"
-    r"|incorrect|correct(?:ion|ed)?|re-?check|double-check|reconsider|so|thus|therefore|hence"
-    r"|final|answer)\b",
+    r"|incorrect|correct(?:ion|ed)?|re-?check|double-check|reconsider|final|answer)\b",
     re.IGNORECASE,
 )
 

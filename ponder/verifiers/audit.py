@@ -14,6 +14,15 @@ agreement, false positives (the verifier says right, the row says wrong) and fal
 
 or `python -m ponder.verifiers judged.jsonl`. Bad input raises `AuditInputError`, whose message
 is one line naming the file, the row and the field.
+
+Peer cross-check tables (`tests/fixtures/verifier_tables/<table>.jsonl`, one per peer: see
+`PEER_TABLES`) hold rows `{"category", "gold", "pred", "peer"}`: `peer` is the peer's own verdict
+(Math-Verify's or lighteval's, computed with its code). Where ponder differs on purpose the row
+adds `"ponder"` (ponder's documented verdict) and `"why"`. `peer_table_rows` turns a table into
+audit rows:
+
+    rows = peer_table_rows("tests/fixtures/verifier_tables/integer_aime.jsonl", "integer")
+    report = audit(rows)   # agreement counts a marked row as agreeing on its documented verdict
 """
 
 import json
@@ -21,9 +30,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AuditInputError", "AuditReport", "AuditRow", "KindSummary", "audit", "format_report"]
+__all__ = [
+    "PEER_TABLES",
+    "AuditInputError",
+    "AuditReport",
+    "AuditRow",
+    "KindSummary",
+    "audit",
+    "format_report",
+    "peer_table_rows",
+]
 
 _FIELDS = ("gold", "completion", "kind", "expected")
+
+PEER_TABLES = {
+    "math_verify": "math",
+    "lighteval_math": "math",
+    "lighteval_choice": "choice",
+    "integer_aime": "integer",
+}
+"""The peer cross-check tables by name, and the verifier each one checks."""
 
 
 class AuditInputError(ValueError):
@@ -227,3 +253,46 @@ def format_report(report: AuditReport, max_rows: int = 20) -> str:
         if len(rows) > max_rows:
             lines.append(f"  ... and {len(rows) - max_rows} more")
     return "\n".join(lines)
+
+
+def peer_table_rows(path: str | Path, kind: str, documented: bool = True) -> list[dict]:
+    """A peer cross-check table as audit rows.
+
+    Args:
+        path: the table, JSONL with gold, pred, peer and (where ponder differs on purpose)
+            ponder and why.
+        kind: the verifier that judges it ("math", "integer" or "choice").
+        documented: expect ponder's documented verdict where a row has one (the default);
+            False expects the peer's verdict everywhere (raw agreement with the peer).
+
+    Returns:
+        Rows for `audit`, with the table's category and why kept alongside.
+
+    Raises:
+        AuditInputError: when the file is missing or a row is not a table row.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise AuditInputError(f"{path}: cannot read ({exc})") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            expected = row["ponder"] if documented and "ponder" in row else row["peer"]
+            rows.append(
+                {
+                    "gold": row["gold"],
+                    "completion": row["pred"],
+                    "kind": kind,
+                    "expected": expected,
+                    "category": row.get("category", ""),
+                    "why": row.get("why", ""),
+                }
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuditInputError(f"{path}:{number}: not a table row ({exc!r})") from None
+    return rows

@@ -8,17 +8,26 @@ The answer is, in this order:
    is for sure D"), as long as none of them negates ("The answer is not A");
 3. the last "(C)" or "**C**";
 4. a letter that opens the reply as a choice: "D. it can't be A or B", "(B) because ...";
-5. the last letter named by a choosing phrase: "therefore I think it's B", "I'd go with C";
+   else one that opens its last line: "...\nC. the third option";
+5. the last letter named by a choosing phrase: "therefore I think it's B", "I'd go with C",
+   "it is clearly option D", "B is correct", or a concluding word with the letter ending the
+   line ("hence C");
 6. a reply that is just a letter.
 
 Upper-case letters are choices. A lower-case letter counts only right after a cue and marked
 as a choice ("answer is (c)", "Answer: c" at the end), so the article in "the answer is a value
 of 3" or "I think a ..." is never read as A.
 
-Where this differs from lighteval's letter extraction (the reference for GPQA), on purpose:
-`Answer: c` and `Answer: "C"` are read as C (lighteval reads no answer), and a capital letter
-anywhere in the prose is not an answer unless a cue, a marker, the reply's start or a choosing
-phrase makes it one (lighteval takes the last free-standing capital A-D as a last resort).
+Where this differs from lighteval's letter extraction (the reference for GPQA), on purpose (each
+case is marked in tests/fixtures/verifier_tables/lighteval_choice.jsonl):
+- `Answer: c`, `Answer: "C"`, a reply "a" and a gold "c" are read as C (lighteval reads only
+  capitals, unquoted);
+- the letter right after a cue counts before a line break too ("Answer: A\n\nExplanation: ...
+  B ..." is A; lighteval's suffix rule skips it and reads the later B);
+- a capital letter in the prose is not an answer unless a cue, a marker, the reply's start or
+  last line (as a choice: "C.", "(C)") or a choosing phrase makes it one: "A fails the check, so
+  I pick B" is B and "So A is wrong." is none, where lighteval takes a letter opening the reply
+  ("A fails") or, as a last resort, the last free-standing capital A-D.
 """
 
 import re
@@ -46,18 +55,28 @@ _FILLER = re.compile(
 # A cue must say "is", "be" or ":" so that "Answer A is wrong" or "Option B fails" in an
 # explanation are not read as the choice.
 _CUE = re.compile(
-    r"(?:answer|option|choice)\s*(?:is\b|(?:would|should|must|will)\s+be\b|:|=)\s*:?\s*"
+    r"(?:answer|option|choice)\s*"
+    r"(?:is\b|(?:would|should|must|will)\s+be\b|:|=|[-–—](?=\s))\s*:?\s*"
     + CUE_MARKUP,
     re.IGNORECASE,
 )
 _MARKED = re.compile(r"\(([A-D])\)|\*\*\s*\(?([A-D])\)?\s*\*\*")
 # "D. it can't be A or B", "**(B)** because", "C: ...": a letter opening the reply as a choice.
 _LEADING = re.compile(r"\s*(?:\*\*)?\(?([A-D])(?:\)|\.|:|\*\*|\s*$)(?![A-Za-z])")
-# "it's B", "I'd go with C", "I choose (A)": the last letter named by a choosing phrase.
+# "it's B", "I'd go with C", "it is clearly option D", "I choose (A)", "... hence C.", "B is
+# correct": the last letter named by a choosing phrase; after "hence", "thus", "therefore" or
+# "so" only when the letter ends the line ("so A is wrong" names no choice).
 _CHOSEN = re.compile(
-    r"(?i:\bit's|\bit\s+is|\bwould\s+be|\bshould\s+be|\bmust\s+be|\bchoose|\bpick|\bselect"
-    r"|\bgo\s+with|\bgoing\s+with)\s+(?:(?i:option|choice)\s+)?(?:\*\*)?\(?([A-D])\)?(?![\w'’-])"
-)  # only the phrase ignores case: "it is a hard one" names no choice
+    r"(?:(?i:\bit's|\bit\s+is|\bwould\s+be|\bshould\s+be|\bmust\s+be|\bchoose|\bpick|\bselect"
+    r"|\bgo\s+with|\bgoing\s+with|\bwould\s+say|\bI'd\s+say)\s+(?:(?i:[a-z]+ly)\s+)?"
+    r"(?:(?i:option|choice)\s+)?(?:\*\*)?\(?([A-D])\)?(?![\w'’-])"
+    r"|(?i:\bhence|\bthus|\btherefore|\bso),?\s+(?:(?i:option|choice)\s+)?(?:\*\*)?\(?([A-D])\)?"
+    r"(?:\*\*)?(?=[ \t]*[.!]?[ \t]*(?:\n|$))"
+    r"|(?<![\w'’-])\(?([A-D])\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best)\b))"
+)  # only the phrases ignore case: "it is a hard one" names no choice
+# "...\nC. the third option": a letter opening the last line as a choice (lighteval reads a
+# letter at any line start; the last line is where a reply that ends in a choice puts it).
+_LAST_LINE = re.compile(r"[ \t]*(?:\*\*)?\(?([A-D])(?:\)|\.|:|\*\*)(?![A-Za-z])")
 _BOXED_LETTER = re.compile(r"\(?([A-Da-d])\)?(?![A-Za-z])")
 _BOXED_NOISE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|bf)\b|[{}$\s]")
 _BARE = re.compile(r"\W*([A-Da-d])\W*")
@@ -110,10 +129,14 @@ class ChoiceVerifier:
             leading = _LEADING.match(answer_region(text))  # anchored: cheap on any length
             letter = leading.group(1) if leading else None
         if letter is None:
+            last_line = window.rstrip().rpartition("\n")[2]
+            leading = _LAST_LINE.match(last_line)
+            letter = leading.group(1) if leading else None
+        if letter is None:
             chosen = None
             for chosen in _CHOSEN.finditer(window):
                 pass
-            letter = chosen.group(1) if chosen else None
+            letter = next(g for g in chosen.groups() if g) if chosen else None
         if letter is None:
             bare = _BARE.fullmatch(window)
             letter = bare.group(1) if bare else None

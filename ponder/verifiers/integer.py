@@ -3,16 +3,34 @@
 The answer is the expression in the last `\\boxed{}` (unless Math-Verify's top-priority "The final
 answer is $X$. I hope it is correct." follows it), else the one after the last "answer is" /
 "Answer:" / "Final Answer:", else the last number (with the arithmetic around it) in the answer
-part. It is computed exactly (`_arith`): `\\boxed{2^5}` is 32, `\\boxed{1{,}033}` is 1033 and
-"12,000,023" is one number, while an expression that is not an integer (`\\sqrt 2`,
-`\\frac{1+\\sqrt5}{2}`) is no integer answer at all, never the last number inside it.
+part. It is computed exactly (`_arith`): `\\boxed{2^5}` is 32, `\\boxed{1{,}033}` is 1033,
+`\\boxed{5!}` is 120 and "12,000,023" is one number, while an expression that is not an integer
+(`\\sqrt 2`, `\\frac{1+\\sqrt5}{2}`) is no integer answer at all, never the last number inside it.
+Nor is a set, list or range: boxes that Math-Verify joins into one answer ("\\boxed{3} and
+\\boxed{5}"), a box holding a comma or several equations ("\\boxed{x=5, y=6}"), or numbers
+joined by words ("\\boxed{3 \\text{ or } 4}"), or a text answer ("\\boxed{\\text{3 apples}}", a
+string to Math-Verify); a unit after the number is fine ("60 km/h", "\\boxed{33 \\text{ apples}}").
 
-Where this differs from Math-Verify's reading of the same text, on purpose:
-- a number glued to a letter ("3x", "5th", "x2") or continued by an operator and a letter
-  ("x + 1") is part of something else, not an integer answer;
+Where this differs from Math-Verify's reading of the same text, on purpose (each is marked in
+tests/fixtures/verifier_tables/integer_aime.jsonl):
+- a number glued to a letter ("3x", "5th", "1^{st}", "x2") or continued by an operator and a
+  letter ("x + 1") is part of something else, not an integer answer;
 - a comma between digits that is not a thousands separator ("1,22", "1,2,3") makes a decimal or
   a list, which is never an integer;
-- numbers are read in any markup (`$`, `\\(`, bold), with or without a cue.
+- "3:2" is a ratio (or a time), not an integer: Math-Verify reads the 3;
+- the last number closing a range or a list ("between 1 and 5", "from 1 to 5", "I tried 5 and
+  7", "3, 4") is no integer: Math-Verify reads a number from it (the first after a cue, else
+  the last);
+- a cue followed by words is not where the value is: "The answer is not 5; it must be 7" is 7,
+  where Math-Verify takes the first number within 50 characters of the cue, 5;
+- a box is one answer: a set is never an integer, even `\\{5\\}`, which Math-Verify unwraps;
+- "3!" outside a box may be an exclamation: no answer; "- 5" (a sign set apart) is no answer,
+  where Math-Verify drops the sign and reads 5;
+- numbers are read in any markup (`$`, `\\(`, bold), with or without a cue, and plain-text
+  arithmetic is computed ("2 \\cdot 3" is 6, "3 \\times 10^2" is 300), where Math-Verify reads
+  LaTeX only between `$` signs and so takes the last number. This and the negated cue above
+  are the only places the verifier accepts what Math-Verify rejects, each time for an answer
+  whose value is right.
 
 Plain numerals are compared as canonical digit strings ("033" -> "33", "33.0" -> "33"), never
 through `int()`, so a megabyte of digits costs a linear scan.
@@ -24,7 +42,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ponder.verifiers._arith import ARITHMETIC, NotArithmetic, Token, evaluate, tokens
-from ponder.verifiers._text import ANSWER_CUE, FINAL_ANSWER, answer_window, last_boxed_span
+from ponder.verifiers._text import (
+    ANSWER_CUE,
+    FINAL_ANSWER,
+    answer_window,
+    final_boxes,
+    last_boxed_span,
+)
 
 __all__ = ["IntegerVerifier", "IntegerVerifierConfig", "canonical_number"]
 
@@ -35,6 +59,11 @@ _NOISE = re.compile(
 )
 _PLAIN = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _SIGNS = ("+", "-", "−")
+_TEXT_ANSWER = re.compile(r"\s*\\(?:text|textbf|textrm|mbox)\s*\{[^{}]*[A-Za-z][^{}]*\}\s*")
+# What joins the numbers of a range or a list: "1 and 5", "1 to 5", "3, 4", "2 or 3", "1–5".
+_LIST_GAP = re.compile(r"(?:\s|[,;&–—]|and|or|to|through|nor)+", re.IGNORECASE)
+# Tokens a unit may hold after a number: "km/h", "m/s^2", "cm^{2}", "\$ per item".
+_UNIT_OPS = frozenset({"/", "^", "*", "·", "\\cdot"})
 
 
 @dataclass(frozen=True)
@@ -68,8 +97,11 @@ def _clean(text: str) -> str:
 def _value(run: list[Token]) -> str | None:
     """The canonical answer of an arithmetic run: an integer, or a plain decimal numeral as
     written ("33.5", so that it still votes); None for any other non-integer."""
-    text = "".join(t.text for t in run if t.kind != "space").replace("−", "-")
-    if _PLAIN.fullmatch(text):  # no int(): a megabyte of digits stays a string operation
+    parts = [t for t in run if t.kind != "space"]
+    text = "".join(t.text for t in parts).replace("−", "-")
+    # One numeral, maybe signed ("2 3" is two numbers, never 23); no int(): a megabyte of
+    # digits stays a string operation.
+    if sum(t.kind == "num" for t in parts) == 1 and _PLAIN.fullmatch(text):
         return canonical_number(text)
     try:
         value = evaluate(run)
@@ -92,9 +124,11 @@ def _runs(toks: list[Token], begin: int = 0) -> Iterator[tuple[int, int]]:
             continue
         if start is not None:
             end = i
-            while toks[end - 1].kind == "space":
+            # without spaces, or brackets that open what the run does not hold: "7 (since ..."
+            while end > start and toks[end - 1].kind in ("space", "open"):
                 end -= 1
-            yield start, end
+            if end > start:
+                yield start, end
             start = None
 
 
@@ -105,6 +139,12 @@ def _stands_alone(toks: list[Token], start: int, end: int) -> bool:
     after = toks[end] if end < len(toks) else None
     if any(t is not None and t.kind == "word" for t in (before, after)):
         return False
+    # "3:2" or "10:30": a ratio or a time, not an integer (Math-Verify would read the 3)
+    if before is not None and before.text == ":" and start > 1 and toks[start - 2].kind == "num":
+        return False
+    if after is not None and after.text == ":" and toks[end + 1 : end + 2]:
+        if toks[end + 1].kind == "num":
+            return False
     first, last = toks[start], toks[end - 1]
     if last.kind == "op":
         return False
@@ -171,7 +211,10 @@ class IntegerVerifier:
         window = answer_window(text, self.config.max_chars)
         boxed = last_boxed_span(window)
         if boxed is not None and not FINAL_ANSWER.search(window, boxed[2]):
-            return _boxed_value(boxed[0])
+            # "\boxed{3} and \boxed{5}" is the set {3, 5} (as Math-Verify joins boxes), which
+            # is no integer; the same number boxed twice is that number.
+            values = {_boxed_value(box) for box in final_boxes(window)}
+            return values.pop() if len(values) == 1 else None
         window = _clean(window)
         toks = tokens(window)
         starts = [t.start for t in toks]
@@ -180,10 +223,18 @@ class IntegerVerifier:
             index = _index_at(toks, starts, cue.end())
             if index < len(toks) and toks[index].kind in ARITHMETIC - {"close"}:
                 return _answer_after(toks, index)
-        runs = list(_runs(toks))
+        runs = [run for run in _runs(toks) if _has_number(toks, *run)]  # not a lone "/"
         if not runs:
             return None
         start, end = runs[-1]
+        before = toks[runs[-2][1] - 1] if len(runs) > 1 else None
+        if before is not None and _LIST_GAP.fullmatch(
+            window, before.start + len(before.text), toks[start].start
+        ):
+            # "between 1 and 5", "from 1 to 5", "3, 4": the last number closes a range or a
+            # list, which is no integer (Math-Verify reads a number from it: 1 after a cue,
+            # else the last). A computed "3 + 4 = 7 and 7 * 2 = 14" still ends in 14.
+            return None
         return _value(toks[start:end]) if _stands_alone(toks, start, end) else None
 
     def verify(self, gold: str, text: str) -> bool | None:
@@ -204,6 +255,10 @@ class IntegerVerifier:
         return self.extract(text) == expected
 
 
+def _has_number(toks: list[Token], start: int, end: int) -> bool:
+    return any(t.kind in ("num", "badnum") for t in toks[start:end])
+
+
 def _index_at(toks: list[Token], starts: list[int], position: int) -> int:
     """The index of the first token that is not a space at or after `position`."""
     index = bisect_left(starts, position)
@@ -213,19 +268,40 @@ def _index_at(toks: list[Token], starts: list[int], position: int) -> int:
 
 
 def _boxed_value(content: str) -> str | None:
-    """The integer a box (or a gold answer) holds: "x = 2^5" -> "32", "33 apples" -> "33"."""
+    """The integer a box (or a gold answer) holds: "x = 2^5" -> "32", "33 apples" -> "33",
+    "60 km/h" -> "60"; None for "x = 5, y = 6", "3, 4", "3 or 4", "[1, 5]"."""
+    if _TEXT_ANSWER.fullmatch(content):
+        return None  # "\\text{3 apples}" is a text answer to Math-Verify ("\\text{33}" is 33)
     toks = tokens(_clean(content))
+    if any(t.text in (",", ";") for t in toks):
+        return None  # a list, a tuple or several equations (thousands separators are numerals)
     eqs = [i for i, t in enumerate(toks) if t.kind == "eq"]
     index = eqs[-1] + 1 if eqs else 0
     while index < len(toks) and toks[index].kind == "space":
         index += 1
     if index >= len(toks) or toks[index].kind not in ARITHMETIC:
         return None
-    start, end = next(_runs(toks, index))
+    start, end = next(_runs(toks, index), (None, None))
+    if start != index:
+        return None  # "( x": a bracket opening no number
     rest = [t for t in toks[end:] if t.kind != "space"]
     if rest and not (rest[0].kind == "word" and toks[end].kind == "space"):
         return None  # "3x", "2 + x", "(1, 2)": not a single number; "33 apples" is fine
-    if any(t.kind not in ("word", "other") for t in rest):
+    if not _is_unit(rest):
         return None
     return _value(toks[start:end])
+
+
+def _is_unit(rest: list[Token]) -> bool:
+    """Whether the tokens after a number (spaces dropped) are a unit or words ("apples",
+    "km/h", "m/s^2", "cm^{2}"), not more numbers ("3 or 4", "1 to 5")."""
+    for i, tok in enumerate(rest):
+        if tok.kind in ("word", "other") or (tok.kind == "op" and tok.text in _UNIT_OPS):
+            continue
+        if tok.kind in ("open", "close", "num") and i > 0 and rest[i - 1].text in ("^", "{"):
+            continue  # an exponent of the unit
+        if tok.kind == "close" and i > 1 and rest[i - 2].text == "{":
+            continue
+        return False
+    return True
 

@@ -24,13 +24,19 @@ A failure of this machinery is never a verdict (`_Pool.call`):
   worker's own soft deadline, at 70% of `timeout_s`, answers False without losing the worker.
 
 Semantics are Math-Verify 0.9's, with its `LatexExtractionConfig(boxed_match_priority=0)` and
-`ExprExtractionConfig()` both on, at its default precision. Where ponder differs, on purpose:
+`ExprExtractionConfig()` both on, at its default precision. Where lighteval 0.13 (which carries an
+older copy of the same code) judges differently, e.g. "5\\%" against 5 or 3.14159265 against
+`\\pi`, ponder follows Math-Verify 0.9. Where ponder differs, on purpose (each case is marked in
+tests/fixtures/verifier_tables/*.jsonl):
 
 - several boxes: the final group is read as Math-Verify joins boxes, except across a
-  self-correction ("\\boxed{4} wait, actually \\boxed{3}" is 3, not {3, 4}): `_text.final_boxes`;
+  self-correction or a restated final answer ("\\boxed{4} wait, actually \\boxed{3}" is 3, not
+  {3, 4}; "first \\boxed{4}, then the final \\boxed{10}" is 10): `_text.final_boxes`;
 - a gold with a decimal comma ("1,22") accepts 1.22 and the list {1, 22}; a gold with `\\pm` is
-  written out as its values (latex2sympy cannot parse `\\frac{-1 \\pm \\sqrt{13}}{4}`):
-  `_text.gold_readings`;
+  written out as its values (latex2sympy cannot parse `\\frac{-1 \\pm \\sqrt{13}}{4}`), so the
+  two roots listed match it: `_text.gold_readings`;
+- a gold without `$...$` is read as LaTeX, boxed first ("x^2", "2x", "Evelyn", "(C)"), as eval
+  datasets write golds; Math-Verify extracts nothing from it and so calls every answer wrong;
 - plain-text numbers are always extracted, so an answer Math-Verify's latex-only mode would miss
   (a number on its own line inside `$ ... $`) still counts; tests run at a looser precision
   than 6 digits, or with set-relation comparison on, disagree accordingly.
