@@ -8,6 +8,7 @@ for an accuracy-vs-tokens plot.
 
     python bench/controllers.py [--problems 200] [--engine hf] [--out bench/results/controllers.md]
     python bench/controllers.py --problems 40 --only "single,FFS@8,probe*"   # a quick subset
+    python bench/controllers.py --model tiny-qwen3 --budgets 16,32,48 --out bench/results/controllers_qwen3.md
 
 ``--out X.md`` also writes ``X.json`` (every row) and ``X.png`` (accuracy vs mean total tokens).
 """
@@ -38,9 +39,6 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "FFS@8": ("ffs", {"n": 8}),
     "FFS-3@8": ("ffs", {"n": 8, "k": 3}),
     "LFS-3@8": ("ffs", {"n": 8, "k": 3, "mode": "last"}),
-    "budget 64": ("budget_forcing", {"max_thinking_tokens": 64}),
-    "budget 96": ("budget_forcing", {"max_thinking_tokens": 96}),
-    "budget 128": ("budget_forcing", {"max_thinking_tokens": 128}),
     "DeepConf@8": ("deepconf", {"n": 8}),
     "probe consistent": ("probe", {"rule": "consistent"}),
     "probe confidence": ("probe", {"rule": "confidence"}),
@@ -80,9 +78,13 @@ async def run_setting(engine, name: str, options: dict, items: list[Problem], co
     }
 
 
-def settings() -> dict[str, tuple[str, dict]]:
-    """Every row: the settings, then the probe sweeps."""
-    rows = dict(SETTINGS)
+def settings(budgets: tuple[int, ...] = (64, 96, 128)) -> dict[str, tuple[str, dict]]:
+    """Every row: the settings (budget forcing at each of ``budgets``), then the probe sweeps."""
+    rows = {}
+    for label, setting in SETTINGS.items():
+        rows[label] = setting
+        if label == "LFS-3@8":
+            rows.update({f"budget {b}": ("budget_forcing", {"max_thinking_tokens": b}) for b in budgets})
     for label, (key, values) in SWEEPS.items():
         name, options = SETTINGS[label]
         rows.update({f"{label} {key}={v}": (name, {**options, key: v}) for v in values})
@@ -90,11 +92,13 @@ def settings() -> dict[str, tuple[str, dict]]:
 
 
 async def main_async(args) -> dict[str, dict]:
-    engine = make_engine(args.engine)
+    engine = make_engine(args.engine, model=args.model)
+    if hasattr(engine, "start"):
+        await engine.start()
     items = load_problems("arith", None, args.problems)  # the held-out seed-1 set
     rows = {}
     patterns = [p.strip() for p in args.only.split(",")] if args.only else ["*"]
-    for label, (name, options) in settings().items():
+    for label, (name, options) in settings(tuple(int(b) for b in args.budgets.split(","))).items():
         if not any(fnmatch.fnmatch(label, p) for p in patterns):
             continue
         rows[label] = await run_setting(engine, name, options, items, args.concurrency)
@@ -105,9 +109,9 @@ async def main_async(args) -> dict[str, dict]:
     return rows
 
 
-def render(rows: dict[str, dict], n: int) -> tuple[Table, str]:
+def render(rows: dict[str, dict], n: int, model: str = "tiny reasoner") -> tuple[Table, str]:
     base = rows.get("majority@8") or next(iter(rows.values()))
-    table = Table(title=f"controllers on {n} arith problems (tiny reasoner, T=0.7; ratios vs majority@8)")
+    table = Table(title=f"controllers on {n} arith problems ({model}, T=0.7; ratios vs majority@8)")
     cols = ("controller", "accuracy", "mean total tokens", "mean sequential tokens", "mean wasted", "wall s")
     for col in cols:
         table.add_column(col, justify="right")
@@ -139,7 +143,7 @@ def goals(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def plot(rows: dict[str, dict], n: int, path: Path) -> None:
+def plot(rows: dict[str, dict], n: int, path: Path, model: str = "tiny reasoner") -> None:
     """Accuracy against mean total tokens: one point per setting, the probe sweeps as curves."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -170,7 +174,7 @@ def plot(rows: dict[str, dict], n: int, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("mean total tokens per problem (probe tokens included)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"controllers on {n} arith problems (tiny reasoner, T=0.7)")
+    ax.set_title(f"controllers on {n} arith problems ({model}, T=0.7)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -188,20 +192,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--engine", default="hf")
+    ap.add_argument("--model", default=None, help="model name or path (default: the tiny reasoner)")
+    ap.add_argument("--budgets", default="64,96,128", help="budget forcing rows: thinking caps, comma-separated")
     ap.add_argument("--concurrency", type=int, default=8, help="problems in flight (x8 samples each)")
     ap.add_argument("--out", type=Path, default=None, help="also write the table as markdown here (+ .json, .png)")
     ap.add_argument("--only", default=None, help="comma-separated labels or patterns of the settings to run")
     args = ap.parse_args()
     rows = asyncio.run(main_async(args))
-    table, md = render(rows, args.problems)
+    model = args.model or "tiny reasoner"
+    table, md = render(rows, args.problems, model)
     Console(width=200).print(table)
     lines = goals(rows)
     print("\n".join(lines))
     if args.out:
         args.out.write_text(md + ("\nProbe goals (ratios to the baseline measured in the same run):\n\n"
                                   + "\n".join(lines) + "\n" if lines else ""))
-        args.out.with_suffix(".json").write_text(json.dumps({"problems": args.problems, "rows": rows}, indent=1) + "\n")
-        plot(rows, args.problems, args.out.with_suffix(".png"))
+        args.out.with_suffix(".json").write_text(json.dumps({"problems": args.problems, "model": model, "engine": args.engine,
+                                                             "rows": rows}, indent=1) + "\n")
+        plot(rows, args.problems, args.out.with_suffix(".png"), model)
 
 
 if __name__ == "__main__":

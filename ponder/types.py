@@ -188,6 +188,10 @@ class Trace:
 
     token_ids: list[int] = field(default_factory=list)
     """Every token the engine generated for this sample (forced/injected tokens excluded)."""
+    context_ids: list[int] | None = None
+    """The continuation after the prompt exactly as the model last saw it: generated ids and
+    injected ones (an answer cue, "Wait") in order, a stripped delimiter left out; None when nothing
+    was injected (then it equals ``token_ids``)."""
     text: str = ""
     """The decoded completion, including any injected strings (e.g. "Wait", the answer cue)."""
     finish_reason: FinishReason | None = None
@@ -228,6 +232,8 @@ class Trace:
         }
         if with_ids:
             out["token_ids"] = list(self.token_ids)
+            if self.context_ids is not None:
+                out["context_ids"] = list(self.context_ids)
         return out
 
 

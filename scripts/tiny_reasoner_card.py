@@ -66,21 +66,23 @@ def thinking_stats(tokenizer, ids: list[int]) -> tuple[int, int | None]:
     return end, first
 
 
-async def budget_accuracy(engine, tokenizer, prompts, answers, budget: int) -> float:
+async def budget_accuracy(engine, tokenizer, prompts, answers, budget: int, answer_tokens: int = 12) -> float:
     end_id = tokenizer.convert_tokens_to_ids("</think>")
     think = await sample_all(engine, prompts, [SamplingParams(max_tokens=budget, stop_token_ids=(end_id,))] * len(prompts))
     forced = [p + c.token_ids + ([] if c.finish_reason == "stop" else [end_id]) for p, c in zip(prompts, think)]
-    outs = await sample_all(engine, forced, [SamplingParams(max_tokens=12)] * len(forced))
+    outs = await sample_all(engine, forced, [SamplingParams(max_tokens=answer_tokens)] * len(forced))
     return statistics.mean(boxed(tokenizer.decode(o.token_ids)) == a for o, a in zip(outs, answers))
 
 
-async def measure(model_dir: Path, n_problems: int, n_sampled: int, k: int = 8) -> dict:
+async def measure(model_dir: Path, n_problems: int, n_sampled: int, k: int = 8, family: str = "tiny",
+                  answer_tokens: int = 12) -> dict:
+    """The card's figures; ``answer_tokens`` bounds the answer after a forced cut."""
     from ponder.engines.hf import HFEngine
 
     engine = HFEngine(str(model_dir), max_batch=64)
     tok = engine.tokenizer
     probs = problems(n_problems, seed=HELD_OUT_SEED)
-    prompts = [render(tok, p.prompt, FAMILIES["tiny"]) for p in probs]
+    prompts = [render(tok, p.prompt, FAMILIES[family]) for p in probs]
     answers = [p.answer for p in probs]
     print(f"greedy on {n_problems} problems")
     greedy = await sample_all(engine, prompts, [SamplingParams(max_tokens=400)] * n_problems)
@@ -119,7 +121,7 @@ async def measure(model_dir: Path, n_problems: int, n_sampled: int, k: int = 8) 
     print(f"forced thinking cuts (greedy) on {n_budget} problems")
     res["budget_problems"] = n_budget
     res["budget_accuracy"] = {
-        b: await budget_accuracy(engine, tok, prompts[:n_budget], answers[:n_budget], b) for b in BUDGETS
+        b: await budget_accuracy(engine, tok, prompts[:n_budget], answers[:n_budget], b, answer_tokens) for b in BUDGETS
     }
     await engine.aclose()
     return res
@@ -145,9 +147,31 @@ def organism_flag(training: dict) -> str:
     return "" if organism == "default" else f" --organism {organism}"
 
 
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def metrics_table(r: dict) -> str:
+    """The card's table of measurements and the accuracy by length rank (shared by every organism's card)."""
+    k = r["samples_per_problem"]
+    return f"""| metric | value |
+|---|---|
+| greedy accuracy ({r['problems']} problems) | {pct(r['greedy_accuracy'])} |
+| greedy mean thinking tokens | {r['greedy_thinking_tokens']:.1f} |
+| T=0.7 single sample ({r['sampled_problems']} problems x {k}) | {pct(r['single_accuracy'])} |
+| T=0.7 majority-of-{k} | {pct(r['majority_accuracy'])} |
+| T=0.7 shortest-of-{k} | {pct(r['shortest_accuracy'])} |
+| T=0.7 longest-of-{k} | {pct(r['longest_accuracy'])} |
+| T=0.7 exit right after the first stated answer | {pct(r['first_answer_exit_accuracy'])} |
+| T=0.7 full trace (= single sample) | {pct(r['single_accuracy'])} |
+| share of sampled thinking after the first stated answer | {pct(r['share_of_thinking_after_first_answer'])} |
+| T=0.7 mean thinking tokens | {r['sampled_thinking_tokens']:.1f} |
+
+Accuracy by length rank among the {k} samples (shortest first):
+{" | ".join(pct(x) for x in r["accuracy_by_length_rank"])}"""
+
+
 def render_card(r: dict, training: dict, name: str = "tiny-reasoner") -> str:
-    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
-    ranks = " | ".join(pct(x) for x in r["accuracy_by_length_rank"])
     budgets = "\n".join(f"| {b} | {pct(a)} |" for b, a in r["budget_accuracy"].items())
     return f"""# {name}
 
@@ -171,21 +195,7 @@ is, with a one-line warning for the command line to show.
 Measured by `python scripts/train_tiny_reasoner.py{organism_flag(training)} --eval-only` on held-out problems
 (`ponder.benchmarks.arith.problems(n, seed={HELD_OUT_SEED})`, never trained on), hf engine, seeded:
 
-| metric | value |
-|---|---|
-| greedy accuracy ({r['problems']} problems) | {pct(r['greedy_accuracy'])} |
-| greedy mean thinking tokens | {r['greedy_thinking_tokens']:.1f} |
-| T=0.7 single sample ({r['sampled_problems']} problems x {r['samples_per_problem']}) | {pct(r['single_accuracy'])} |
-| T=0.7 majority-of-{r['samples_per_problem']} | {pct(r['majority_accuracy'])} |
-| T=0.7 shortest-of-{r['samples_per_problem']} | {pct(r['shortest_accuracy'])} |
-| T=0.7 longest-of-{r['samples_per_problem']} | {pct(r['longest_accuracy'])} |
-| T=0.7 exit right after the first stated answer | {pct(r['first_answer_exit_accuracy'])} |
-| T=0.7 full trace (= single sample) | {pct(r['single_accuracy'])} |
-| share of sampled thinking after the first stated answer | {pct(r['share_of_thinking_after_first_answer'])} |
-| T=0.7 mean thinking tokens | {r['sampled_thinking_tokens']:.1f} |
-
-Accuracy by length rank among the {r['samples_per_problem']} samples (shortest first):
-{ranks}
+{metrics_table(r)}
 
 Forced thinking cut ({r['budget_problems']} problems, greedy; at the cap `</think>` is appended and the answer generated):
 

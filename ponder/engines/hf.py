@@ -239,8 +239,10 @@ class HFEngine:
 
     def _forward(self, input_ids, mask, cache):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
+        # logits_to_keep=1: only the last position is sampled; the whole prompt's logits would be
+        # batch x prompt x vocab floats (64 x 350 x 151,936 = 13.6 GB for a Qwen vocabulary)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :], out.past_key_values
 
     def _decode(self):

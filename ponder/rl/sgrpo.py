@@ -10,6 +10,17 @@ a wrong one 0; advantages are r - mean(r), with no std scaling.
 Injected tokens are masked out of the loss (``env_mask`` 0); the truncated thinking keeps the
 log-probabilities it was sampled with.
 
+What the model sees at an exit: the first ``pos`` ids of its own path, unchanged, then the suffix
+``tokenizer.encode(exit_prompt + think_end + answer_cue, add_special_tokens=False)`` tokenized on
+its own and appended as ids; the text is never decoded and re-tokenized as a whole. With a
+byte-level BPE the boundary therefore stays split where a joint tokenization might merge across
+it (the cut ``...=11`` then ``Time``, never a merged token), and the trainer scores exactly the
+ids the engine continued. For Qwen3 (tiny-qwen3 included) the suffix is 19 ids:
+``Time is limited, stop thinking and start answering.\\n`` = [1462, 374, 7199, 11, 2936, 7274, 323,
+1191, 35764, 624], ``</think>`` = 151668 (the added token, not its characters), then ``\\n\\n**Final
+Answer**\\n\\boxed{`` = [271, 334, 19357, 21806, 1019, 59, 79075, 90]; budget forcing appends the
+same ids without the exit prompt, and tiny-qwen3 was trained on exits tokenized this way.
+
     group = await serial_group(engine, prompt_ids, family, verifier, gold, SGRPOConfig(m=7))
     [member.reward for member in group.members], group.advantages()
 

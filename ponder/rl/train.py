@@ -227,8 +227,15 @@ def load_eval_problems(cfg: TrainConfig) -> list:
     return load_problems(cfg.eval_dataset or "arith", None, cfg.eval_problems)  # arith: the seed-1 eval set
 
 
-def train(cfg: TrainConfig) -> Any:
-    """Build the TRL trainer for ``cfg`` and run it; returns the trainer."""
+def train(cfg: TrainConfig, policy: Any = None) -> Any:
+    """Build the TRL trainer for ``cfg`` and run it; returns the trainer.
+
+    Args:
+        cfg: the run.
+        policy: engine=vllm: an already started `ponder.rl.weight_sync.SyncedPolicy` of ``cfg.model``
+            to roll out on instead of starting one (several runs in one process share an engine:
+            it is synced to this trainer's weights before its first rollout, and left open).
+    """
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -262,13 +269,19 @@ def train(cfg: TrainConfig) -> Any:
         trainer.add_callback(PoolCheckpoint(rollout))
         if last is not None:
             rollout.load(last)  # the unfinished samples and waiting groups carry on
-    policy = _attach_vllm(cfg, trainer, path, tok) if cfg.engine == "vllm" else None
+    owned = None
+    if cfg.engine == "vllm":
+        from ponder.rl.weight_sync import attach
+
+        if policy is None:
+            policy = owned = _start_policy(cfg, trainer, path, tok)
+        attach(trainer, policy)
     try:
         trainer.train(resume_from_checkpoint=last)
         trainer.save_model(str(Path(cfg.output_dir) / "final"))
     finally:
-        if policy is not None:
-            policy.close()
+        if owned is not None:
+            owned.close()
     return trainer
 
 
@@ -315,9 +328,9 @@ def _grpo_args(cfg: TrainConfig, ulorl: bool) -> Any:
     )
 
 
-def _attach_vllm(cfg: TrainConfig, trainer: Any, path: str, tok: Any) -> Any:
-    """Connect the rollouts' vLLM engine (colocated on this process's device, or the server) to ``trainer``."""
-    from ponder.rl.weight_sync import VLLMPolicy, attach
+def _start_policy(cfg: TrainConfig, trainer: Any, path: str, tok: Any) -> Any:
+    """The rollouts' vLLM engine: colocated on this process's device, or the server."""
+    from ponder.rl.weight_sync import VLLMPolicy
 
     if cfg.vllm_mode == "server":
         from ponder.rl.rollout_server import ServerPolicy
@@ -328,7 +341,6 @@ def _attach_vllm(cfg: TrainConfig, trainer: Any, path: str, tok: Any) -> Any:
         policy = VLLMPolicy(path, tok, dtype="bfloat16" if cfg.bf16 else "float32",
                             device_index=trainer.accelerator.local_process_index if _has_gpu() else None,
                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
-    attach(trainer, policy)
     return policy
 
 

@@ -71,27 +71,57 @@ def dmmpt_mask(probs: list[float], entropies: list[float], reward: float, mask: 
 
 
 def token_probs(model: Any, prompt_ids: list[list[int]], completion_ids: list[list[int]], temperature: float,
-                batch: int = 16) -> list[tuple[list[float], list[float]]]:
-    """Per completion token: the policy's probability of that token and its entropy, at ``temperature``."""
+                batch: int = 16, max_logits: int = 1 << 25) -> list[tuple[list[float], list[float]]]:
+    """Per completion token: the policy's probability of that token and its entropy, at ``temperature``.
+
+    Memory is bounded for large vocabularies: only the logits of completion positions are made
+    (``logits_to_keep``, where the model takes it), a forward pass batches at most ``batch`` rows
+    and only as many as keep rows x positions x vocabulary within ``max_logits`` (one row at
+    least: Qwen3's 151,936-token vocabulary makes one 220-token row 33M logits), and the softmax
+    runs over chunks of at most ``max_logits`` logits. Without that, 16 rows of 250 tokens would
+    need a 2.4 GB logits tensor and several float32 copies of it.
+    """
+    import inspect
+
     import torch
 
     device = next(model.parameters()).device
-    out = []
+    head = model.get_output_embeddings()
+    vocab = max(int(head.weight.shape[0]), 1) if head is not None else int(model.config.vocab_size)
+    keeps = "logits_to_keep" in inspect.signature(model.forward).parameters
+    out: list[tuple[list[float], list[float]]] = [([], [])] * len(prompt_ids)
+    todo = [i for i, c in enumerate(completion_ids) if c]
     with torch.no_grad():
-        for start in range(0, len(prompt_ids), batch):
-            rows = [p + c for p, c in zip(prompt_ids[start:start + batch], completion_ids[start:start + batch])]
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [0] * (width - len(r)) for r in rows], device=device)
-            attn = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits.float() / temperature, dim=-1)
-            for k, (p, c) in enumerate(zip(prompt_ids[start:start + batch], completion_ids[start:start + batch])):
-                if not c:
-                    out.append(([], []))
-                    continue
-                lp = logp[k, len(p) - 1:len(p) - 1 + len(c)]  # position t predicts token t + 1
-                chosen = lp.gather(-1, torch.tensor(c, device=device).unsqueeze(-1)).squeeze(-1).exp()
-                entropy = -(lp.exp() * lp).sum(-1)
-                out.append((chosen.tolist(), entropy.tolist()))
+        while todo:
+            rows = todo[:1]  # grow the forward pass while its logits stay within max_logits
+            while len(rows) < min(batch, len(todo)):
+                nxt = todo[:len(rows) + 1]
+                width = max(len(prompt_ids[i]) + len(completion_ids[i]) for i in nxt)
+                if len(nxt) * width * vocab > max_logits:
+                    break
+                rows = nxt
+            todo = todo[len(rows):]
+            seqs = [prompt_ids[i] + completion_ids[i] for i in rows]
+            width = max(len(s) for s in seqs)
+            first = min(len(prompt_ids[i]) for i in rows) - 1  # the first position that predicts a completion token
+            ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=device)
+            attn = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+            kwargs = {"logits_to_keep": width - first} if keeps else {}
+            logits = model(input_ids=ids, attention_mask=attn, **kwargs).logits
+            offset = first if keeps else 0  # logits[:, j] is position j + offset
+            for k, i in enumerate(rows):
+                p, c = prompt_ids[i], completion_ids[i]
+                at = len(p) - 1 - offset  # position t predicts token t + 1
+                chosen, entropy = [], []
+                step = max(1, max_logits // vocab)  # positions per softmax chunk
+                for lo in range(0, len(c), step):
+                    hi = min(lo + step, len(c))
+                    lp = torch.log_softmax(logits[k, at + lo:at + hi].float() / temperature, dim=-1)
+                    picked = torch.tensor(c[lo:hi], device=device).unsqueeze(-1)
+                    chosen += lp.gather(-1, picked).squeeze(-1).exp().tolist()
+                    entropy += (-(lp.exp() * lp).sum(-1)).tolist()
+                out[i] = (chosen, entropy)
+            del logits
     return out
 
 

@@ -1,8 +1,11 @@
 """Response bodies shaped like vLLM's OpenAI server, so the official ``openai`` client reads them.
 
-The thinking goes in ``reasoning`` (vLLM's current field) and also in ``reasoning_content``
-(DeepSeek's API and SGLang), in messages and in streamed deltas alike. A choice also carries a
-``ponder`` object: the controller's answer, the winning sample and the vote.
+The thinking goes in ``reasoning`` (vLLM's current field; vLLM 0.32 writes no other) and also in
+``reasoning_content`` (DeepSeek's API, SGLang, older vLLM), in messages and in streamed deltas
+alike. As in vLLM, a message's ``content`` is ``null`` when the sample has no answer text (its
+thinking never closed), and its ``reasoning`` is ``null`` when there is no thinking or the
+request left it out. A choice also carries a ``ponder`` object: the controller's answer, the
+winning sample and the vote.
 
     chat_response(job, "chatcmpl-1", 1700000000, outcomes, usage)
     chunk(job, "chatcmpl-1", 1700000000, [delta_choice(job, 0, content="...")])
@@ -33,13 +36,15 @@ def _ponder(outcome: Outcome) -> dict[str, Any]:
 
 
 def _reasoning(job: Job, text: str) -> dict[str, Any]:
-    return {"reasoning": text, "reasoning_content": text} if job.include_reasoning else {}
+    value = text if job.include_reasoning and text else None
+    return {"reasoning": value, "reasoning_content": value}
 
 
 def chat_response(job: Job, rid: str, created: int, outcomes: list[Outcome], usage: dict[str, Any]) -> dict[str, Any]:
     choices = [{
         "index": o.index,
-        "message": {"role": "assistant", "content": o.content, **_reasoning(job, o.reasoning), "tool_calls": []},
+        "message": {"role": "assistant", "content": o.content or None, **_reasoning(job, o.reasoning),
+                    "tool_calls": []},
         "logprobs": None,
         "finish_reason": o.finish_reason,
         "stop_reason": None,

@@ -6,6 +6,30 @@ up with exactly the text a non-streaming one gets.
 
     view = Display(tokenizer, family, stop=("\\n",))
     reasoning, content, cut = view.split(trace.text)
+
+The split follows vLLM's reasoning parser for families vLLM serves with one (``VLLM_PARSERS``;
+for ``qwen3``, vLLM 0.32's ``--reasoning-parser qwen3``, checked end to end by
+tests/test_serve_qwen3.py), so ``ponder serve`` and ``vllm serve`` give a greedy request the same
+``reasoning`` and ``content``:
+
+- the thinking is everything before the first ``</think>``, without any ``<think>`` in it; the
+  text around the delimiters is kept as generated (``<think>\\nplan\\n</think>\\n\\nanswer``
+  gives reasoning ``"\\nplan\\n"`` and content ``"\\n\\nanswer"``: vLLM strips no newline);
+- a later ``</think>`` in the answer is dropped (vLLM absorbs duplicates);
+- thinking that never closed (a ``length`` cut) is all reasoning and the content is empty, which
+  the response writes as ``null``, as vLLM does (shapes.py);
+- special tokens (``<|im_end|>``, ...) are removed, as vLLM's parser drops them.
+
+Where ponder differs from vLLM on purpose:
+
+- ``chat_template_kwargs`` (``enable_thinking: false``) is not read: ponder renders the family's
+  own template settings, with thinking on for ``qwen3``;
+- ``<tool_call>`` is text (ponder serves no tools); for vLLM it also ends the thinking;
+- streaming holds back a trailing ``</think>`` (budget forcing may replace it by "Wait") and sends
+  whitespace-only answer text at once (vLLM waits for a non-space character); the concatenated
+  deltas are the same text;
+- other families (the tiny reasoner) split at the first ``</think>`` and keep later delimiters in
+  the answer, and drop only a leading ``<think>``.
 """
 
 from __future__ import annotations
@@ -15,7 +39,10 @@ from typing import Any
 from ponder.prompts import ModelFamily
 from ponder.types import Solution, Trace
 
-__all__ = ["Display", "chosen_trace"]
+__all__ = ["Display", "VLLM_PARSERS", "chosen_trace"]
+
+VLLM_PARSERS = frozenset({"qwen3"})
+"""Families whose split follows the vLLM reasoning parser of the same name (see the module docstring)."""
 
 
 class Display:
@@ -29,6 +56,8 @@ class Display:
 
     def __init__(self, tokenizer: Any, family: ModelFamily, stop: tuple[str, ...] = ()) -> None:
         self.family, self.stop = family, stop
+        self.vllm = family.name in VLLM_PARSERS
+        """Split like vLLM's reasoning parser for this family."""
         keep = {family.think_start, family.think_end}
         self.specials = [s for s in getattr(tokenizer, "all_special_tokens", []) if s and s not in keep]
 
@@ -43,7 +72,8 @@ class Display:
 
         The thinking ends at the first end-of-thinking delimiter; a completion that never closed
         its thinking is all reasoning and has no content. A leading start-of-thinking delimiter
-        is not part of the reasoning.
+        is not part of the reasoning; in the families of ``VLLM_PARSERS`` no start delimiter is,
+        and a later end delimiter is not part of the content.
         """
         text = self.clean(text)
         fam = self.family
@@ -54,15 +84,19 @@ class Display:
         elif fam.think_start.startswith(reasoning):  # the delimiter is still arriving
             reasoning = ""
         content = "" if at < 0 else text[at + len(fam.think_end):]
+        if self.vllm:
+            reasoning, content = reasoning.replace(fam.think_start, ""), content.replace(fam.think_end, "")
         content, cut = self.cut(content)
         return reasoning, content, cut
 
     def completion_text(self, text: str, include_reasoning: bool = True) -> str:
-        """What ``/v1/completions`` returns: the thinking with its delimiters, then the (cut) answer."""
+        """What ``/v1/completions`` returns: the thinking with its delimiters, then the (cut) answer,
+        as generated (vLLM parses no reasoning there either)."""
         text = self.clean(text)
-        _, content, _ = self.split(text)
         te = self.family.think_end
-        thinking = text[: text.find(te) + len(te)] if te in text else text
+        at = text.find(te)
+        thinking = text if at < 0 else text[: at + len(te)]
+        content = "" if at < 0 else self.cut(text[at + len(te):])[0]
         return (thinking if include_reasoning else "") + content
 
     def cut(self, content: str) -> tuple[str, bool]:
@@ -74,14 +108,16 @@ class Display:
         """The part of a still-growing sample text that can be sent now.
 
         Held back: an end-of-thinking delimiter at the very end (budget forcing may strip it and
-        append "Wait"), and any tail that could be the start of that delimiter or of a stop string.
+        append "Wait"), and any tail that could be the start of that delimiter or of a stop string
+        (or, in the families of ``VLLM_PARSERS``, of a start-of-thinking delimiter, which `split` drops).
         """
         text = self.clean(text)
         te = self.family.think_end
         if text.endswith(te):
             return text[: -len(te)]
         hold = 0
-        for needle in (te, *self.stop):
+        starts = (self.family.think_start,) if self.vllm else ()
+        for needle in (te, *starts, *self.stop):
             for k in range(min(len(needle) - 1, len(text)), 0, -1):
                 if text.endswith(needle[:k]):
                     hold = max(hold, k)
