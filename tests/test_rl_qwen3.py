@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import pytest
+from logp_checks import gap, trainer_logprobs
 
 from ponder.prompts import FAMILIES
 
@@ -67,20 +68,6 @@ def policy(qwen3):
     pol.close()
 
 
-def _trainer_logprobs(model, ids: list[int]) -> list[float]:
-    import torch
-
-    from ponder.rl.rollout import eval_mode
-
-    with torch.no_grad(), eval_mode(model):
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    return [logp[i, ids[i + 1]].item() for i in range(len(ids) - 1)]
-
-
-def _gap(a: list[float], b: list[float]) -> float:
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
-
-
 def _run(tmp_path, algo: str, extra: list[str], policy, qwen3, monkeypatch, rollout_cls) -> tuple:
     """Train 2 steps; returns (trainer, the rollouts' outputs, the logged steps)."""
     from ponder.rl.train import load_config, train
@@ -116,10 +103,10 @@ def _check_trained(trainer, steps: list[dict], policy, qwen3) -> None:
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied after training
     trainer.vllm_generation.sync_weights()  # TRL's own entry: the weights after the last step
     vllm_lps = policy.score(probe)
-    gap, moved = _gap(vllm_lps, _trainer_logprobs(model, probe)), _gap(vllm_lps, policy.initial_scores)
-    print(f"\nrewards {[s['reward'] for s in steps]}; vLLM vs trainer after sync {gap:.2e}; moved from the "
+    synced, moved = gap(vllm_lps, trainer_logprobs(model, probe)), gap(vllm_lps, policy.initial_scores)
+    print(f"\nrewards {[s['reward'] for s in steps]}; vLLM vs trainer after sync {synced:.2e}; moved from the "
           f"checkpoint {moved:.3f}; sync s {[round(s, 2) for s in policy.sync_seconds]}")
-    assert gap <= 1e-3, gap
+    assert synced <= 1e-3, synced
     assert moved > 1e-2, moved  # the synced weights are not the checkpoint's (far beyond the tolerance)
 
 

