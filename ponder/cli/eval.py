@@ -9,7 +9,9 @@
     ponder eval --data my_problems.jsonl                              # ponder's own schema
     ponder eval report runs/single runs/ffs8 runs/bf                  # side by side + plot
 
-Bad input gets a one-line error and exit status 2; nothing already written is lost.
+Bad input gets a one-line error and exit status 2; nothing already written is lost. So does an
+engine that cannot start or dies mid-run: the rows written stay, summary.md says why the run
+stopped, and ``--resume --out OUT`` continues once it is fixed (``--verbose``: the traceback).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Annotated, Any, List, Optional
 import typer
 
 from ponder.cli.options import (Actors, Address, BaseUrl, Controller, EngineKind, Family, K, MaxThinkingTokens,
-                                MaxTokens, Model, N, Options, Temperature, UseRay, controller_options, engine_settings,
-                                fail, use_family)
+                                MaxTokens, Model, N, Options, Temperature, UseRay, Verbose, controller_options,
+                                engine_failed, engine_settings, fail, use_family)
+from ponder.engines.base import EngineError
 from ponder.options import parse_value
 
 __all__ = ["app", "parse_sweep"]
@@ -75,6 +78,7 @@ def main(
                      "controller=single,majority:n=8,... compares controllers.")] = None,
     save_text: Annotated[bool, typer.Option(help="Keep every trace's text in results.jsonl.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    verbose: Verbose = False,
 ) -> None:
     """Run a controller on a benchmark and write OUT/results.jsonl, summary.md, summary.json."""
     if ctx.invoked_subcommand is not None:
@@ -92,7 +96,7 @@ def main(
         configs, problems, out, key, values = _plan(controller, options, sweep, out, base)
     except (ValueError, OSError) as exc:
         fail(str(exc))
-    _execute(configs, problems, out, key, values, progress)
+    _execute(configs, problems, out, key, values, progress, verbose)
 
 
 def _plan(controller: str, options: dict[str, Any], sweep: str | None, out: Path | None, base: dict[str, Any]):
@@ -134,9 +138,13 @@ def _config(controller: str, options: dict[str, Any], key: str | None, value: An
         sweep={"key": key, "value": value, "group": str(out)} if key else None)
 
 
-def _execute(configs: list, problems: list, out: Path, key: str | None, values: list, progress: bool) -> None:
+def _execute(configs: list, problems: list, out: Path, key: str | None, values: list, progress: bool,
+             verbose: bool = False) -> None:
     try:
         asyncio.run(_run_all(configs, problems, out, key, values, progress))
+    except EngineError as exc:  # before RuntimeError: one line and status 2 for any dead engine
+        engine_failed(exc, verbose, f"; the rows written are kept: continue with --resume --out {out}"
+                      if exc.started else "")
     except KeyboardInterrupt:
         fail(f"interrupted; the rows written are kept: continue with --resume --out {out}", 130)
     except ValueError as exc:  # an engine that cannot start: bad --model, --engine or --base-url
@@ -160,7 +168,11 @@ async def _run_all(configs: list, problems: list, out: Path, key: str | None, va
         summaries = []
         for config in configs:
             with RunLock(config.out):  # the summary is written under the run's lock too
-                result = await run_eval(config, problems, engine, progress=progress)
+                try:
+                    result = await run_eval(config, problems, engine, progress=progress)
+                except EngineError as exc:  # the rows written stay; the summary says why the run stopped
+                    finish_run(config.out, {"stopped": str(exc)})
+                    raise
                 summaries.append(finish_run(config.out, {"wall_s": result.wall_s,
                                                          "engine_tokens": result.engine_tokens}))
     finally:

@@ -1,4 +1,5 @@
-"""What every ``ponder`` command shares, written once: the one-line error, the engine, model and
+"""What every ``ponder`` command shares, written once: the one-line error (also for an engine that
+cannot start or dies: `engine_failed`, exit status 2, ``--verbose`` for its traceback), the engine, model and
 Ray options, the model family, controller options (named flags and ``-o KEY=VALUE``), and their
 validation.
 
@@ -11,16 +12,18 @@ from __future__ import annotations
 
 import os
 import re
+import traceback
 from typing import Annotated, Any, List, Optional
 
 import typer
 
+from ponder.engines.base import EngineError
 from ponder.engines.registry import single_engine_kinds
 from ponder.options import parse_assignments
 from ponder.prompts import FAMILIES, FAMILY_ENV
 from ponder.types import ANSWER_KINDS
 
-__all__ = ["fail", "check_choice", "engine_settings", "use_family", "controller_options", "option_names", "Model",
+__all__ = ["fail", "engine_failed", "Verbose", "check_choice", "engine_settings", "use_family", "controller_options", "option_names", "Model",
            "EngineKind", "BaseUrl", "UseRay", "Actors", "Address", "AnswerKindOption", "Controller", "N", "K",
            "Temperature", "MaxTokens", "MaxThinkingTokens", "Options", "Family"]
 
@@ -41,6 +44,8 @@ MaxThinkingTokens = Annotated[Optional[int], typer.Option(help="Budget forcing: 
 Options = Annotated[List[str], typer.Option("--option", "-o", help="Any controller option, KEY=VALUE (repeatable).")]
 Family = Annotated[Optional[str], typer.Option(envvar=FAMILY_ENV, help=f"Model family (thinking delimiters, answer "
                    f"cue): {', '.join(FAMILIES)} (default: read from the tokenizer, then the model name).")]
+Verbose = Annotated[bool, typer.Option("--verbose", help="If the engine cannot start or dies: its full traceback "
+                                       "and error output before the one-line error.")]
 
 DEFAULT_ACTORS = 2
 
@@ -50,6 +55,16 @@ def fail(message: str, code: int = 2) -> None:
     first = message.strip().splitlines()[0] if message and message.strip() else "failed"
     typer.echo(f"error: {first}", err=True)
     raise typer.Exit(code)
+
+
+def engine_failed(exc: EngineError, verbose: bool = False, hint: str = "") -> None:
+    """Say that the engine could not start or died in one line (engine, model, root cause, then
+    ``hint``) and exit 2; with ``verbose`` the traceback and the engine's own error output come first."""
+    if verbose:
+        traceback.print_exception(exc)
+        if exc.details:
+            typer.echo(exc.details, err=True)
+    fail(f"{exc}{hint}")
 
 
 def check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:

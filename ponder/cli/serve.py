@@ -7,18 +7,24 @@
     ponder engine-server --port 8001                    # plain vLLM server (token ids, no controllers)
 
 Every option is checked before the model loads; a bad one is one line on stderr and exit status 2.
+So is an engine that cannot start, or dies while serving: ``ponder serve`` answers 503 (/health
+and requests) while it stops, then exits with status 2 and the one line (engine, model, root
+cause; ``--verbose``: the traceback), for a supervisor to restart it; it does not restart the
+engine itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Annotated, List, Optional
 
 import typer
 
 from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, Family, K,
                                 MaxThinkingTokens, MaxTokens, Model, N, Options, Temperature, UseRay, check_choice,
-                                controller_options, engine_settings, fail, option_names, use_family)
+                                Verbose, controller_options, engine_failed, engine_settings, fail, option_names,
+                                use_family)
 from ponder.types import ANSWER_KINDS
 
 __all__ = ["serve", "engine_server"]
@@ -59,6 +65,7 @@ def serve(
     progress_interval: Annotated[float, typer.Option(help="Streaming multi-sample controllers: seconds between "
                                                           "progress comments.")] = 0.5,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    verbose: Verbose = False,
 ) -> None:
     """Serve the OpenAI API with ponder's controllers, and the race page at / (Ctrl-C stops it)."""
     from ponder.controllers import REGISTRY, get_controller
@@ -88,7 +95,9 @@ def serve(
     typer.echo(f"ponder serve: {cfg.served_name} ({engine}{' on Ray' if pool else ''}), default controller "
                f"{controller}; API http://{host}:{port}/v1, race page http://{host}:{port}/", err=True)
     try:
-        _run(cfg, model, engine, engine_options, pool, host, port, log_level)
+        _run(cfg, model, engine, engine_options, pool, host, port, log_level, verbose)
+    except typer.Exit:  # a RuntimeError too: already said
+        raise
     except (OSError, PoolError, RuntimeError) as exc:
         fail(str(exc), code=1)
 
@@ -123,7 +132,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _run(cfg, model, engine, engine_options, pool, host, port, log_level) -> None:
+def _run(cfg, model, engine, engine_options, pool, host, port, log_level, verbose=False) -> None:
     import uvicorn
 
     from ponder.serve import create_app
@@ -135,10 +144,31 @@ def _run(cfg, model, engine, engine_options, pool, host, port, log_level) -> Non
             return make_engine("ray", model=model, engine=engine, **pool, **engine_options)
         return make_engine(engine, model=model, **engine_options)
 
+    server: uvicorn.Server | None = None
+
+    def stop(exc) -> None:  # the engine died: stop serving (503s meanwhile); the one line follows
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(cfg, make, on_engine_error=stop)
     # loop="asyncio": under uvloop the hf engine's decode steps (torch in a worker thread) ran 5-50x
     # slower on this 2-core machine (bench/serve.py and a step-timing probe; the loop itself was idle)
-    uvicorn.run(create_app(cfg, make), host=host, port=port, log_level=log_level, loop="asyncio",
-                timeout_graceful_shutdown=5)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, loop="asyncio",
+                                           timeout_graceful_shutdown=5))
+    state = app.state.server
+    if not verbose:  # uvicorn's traceback of a failed start-up: the one line below says it
+        logging.getLogger("uvicorn.error").addFilter(lambda r: r.levelno < logging.ERROR or state.error is None)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # as uvicorn.run: uvicorn re-raises the Ctrl-C it handled
+        pass
+    except SystemExit:  # uvicorn's exit after a failed start-up: said below when the engine was why
+        if state.error is None:
+            raise
+    if state.error is not None:
+        engine_failed(state.error, verbose)
+    if not server.started:  # as uvicorn.run: e.g. the port is taken (uvicorn has logged why)
+        raise typer.Exit(3)
 
 
 def engine_server(

@@ -8,7 +8,8 @@
     ponder solve "..." --engine openai --base-url http://127.0.0.1:8000/v1 --model PATH
 
 Bad options get a one-line error naming the option and exit status 2, never a traceback; every
-option is checked before a model loads.
+option is checked before a model loads. So does an engine that cannot start or dies (engine, model,
+root cause; ``--verbose`` adds the traceback).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import typer
 
 from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, Family, K,
                                 MaxThinkingTokens, MaxTokens, Model, N, Options, Temperature, UseRay, check_choice,
-                                controller_options, engine_settings, fail, option_names, use_family)
+                                Verbose, controller_options, engine_failed, engine_settings, fail, option_names,
+                                use_family)
 from ponder.types import ANSWER_KINDS
 
 __all__ = ["solve"]
@@ -53,9 +55,11 @@ def solve(
     seed: Annotated[Optional[int], typer.Option(help="Base seed for reproducible sampling.")] = None,
     option: Options = [],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole Solution as one JSON object.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Solve one problem and print the answer, the traces and the token accounting."""
     from ponder.controllers import REGISTRY, get_controller
+    from ponder.engines.base import EngineError
     from ponder.engines.ray import PoolError  # stdlib-only module: ray itself loads with a pool
 
     out = _json_stdout() if as_json else None
@@ -71,6 +75,8 @@ def solve(
         get_controller(controller, **dict(options))  # validate options before loading a model
         _warn_about_format(problem, model)
         solution = _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options)
+    except EngineError as exc:
+        engine_failed(exc, verbose)
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
         fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
     if out is not None:

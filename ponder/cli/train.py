@@ -3,7 +3,8 @@
     ponder train sgrpo --config recipes/tiny-sgrpo.yaml
     ponder train sgrpo --config recipes/tiny-sgrpo.yaml max_steps=50 resume=true   # KEY=VALUE overrides
 
-A bad recipe, override or data set fails with one line and exit status 2 before a model loads.
+A bad recipe, override or data set fails with one line and exit status 2 before a model loads; so
+does a rollout engine that cannot start or dies (``--verbose``: its traceback).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ponder.cli.options import check_choice, fail
+from ponder.cli.options import Verbose, check_choice, engine_failed, fail
+from ponder.engines.base import EngineError
 
 __all__ = ["train", "ALGORITHMS"]
 
@@ -23,6 +25,7 @@ def train(
     algo: Annotated[str, typer.Argument(help="sgrpo, or grpo (the baseline).")],
     config: Annotated[Optional[str], typer.Option("--config", help="A YAML recipe (see recipes/).")] = None,
     overrides: Annotated[Optional[List[str]], typer.Argument(help="KEY=VALUE overrides of the recipe.")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Teach a model to stop thinking early with S-GRPO on TRL (or train plain GRPO for contrast)."""
     try:
@@ -36,4 +39,7 @@ def train(
         fail(str(exc))
     from ponder.rl.train import train as run_training
 
-    run_training(cfg)
+    try:
+        run_training(cfg)
+    except EngineError as exc:
+        engine_failed(exc, verbose)

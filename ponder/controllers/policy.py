@@ -75,6 +75,9 @@ async def cancel(tasks: Sequence[asyncio.Task]) -> list[int]:
     for i in stopped:
         tasks[i].cancel()
     await asyncio.gather(*(tasks[i] for i in stopped), return_exceptions=True)
+    for t in tasks:  # the caller re-raises the first failure; the others (one dead engine fails every
+        if not t.cancelled():  # sample) would be logged as "Task exception was never retrieved"
+            t.exception()
     return stopped
 
 

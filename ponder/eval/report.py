@@ -142,7 +142,11 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
 
 def _run_markdown(s: dict[str, Any]) -> str:
     out = [f"# {s['label']} on {s['benchmark']}\n", f"model `{s['model']}`, engine `{s['engine']}`, "
-           f"options `{json.dumps(s['options'])}`\n", markdown_table([s])]
+           f"options `{json.dumps(s['options'])}`\n"]
+    if s.get("stopped"):
+        out.append(f"**Stopped early**: {s['stopped']}. The rows written are kept; after a fix, "
+                   f"`ponder eval ... --resume --out {s['run']}` continues.\n")
+    out.append(markdown_table([s]))
     for name in ("pass@k", "maj@k"):
         if s.get(name):
             out.append(f"- {name}: " + ", ".join(f"@{k} {100 * v:.1f}%" for k, v in s[name].items()))

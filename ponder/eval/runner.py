@@ -10,7 +10,8 @@ progress bar shows problems done, running accuracy, the engine's tokens per seco
 
 Row format (one JSON object per line): ``id``, ``index``, ``answer_kind``, ``gold``, ``answer``,
 ``correct`` (bool; null when skipped), ``skipped`` (why, when the gold answer cannot be parsed),
-``error`` (when the controller raised; retried on resume), ``verifier_error`` (the verifier's
+``error`` (when the controller raised; retried on resume; an engine that died, `EngineError`,
+writes no row but stops the run, so the problems it cut short run on resume), ``verifier_error`` (the verifier's
 machinery failed: not scored, redone on resume), ``total_tokens``,
 ``sequential_tokens``, ``wasted_tokens``, ``latency_s``, ``samples`` (per trace: ``tokens``,
 ``thinking_tokens``, ``finish_reason``, ``aborted``, ``answer``, ``correct``, ``wasted_tokens``,
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ponder.engines.base import EngineError
 from ponder.eval.store import ResultsWriter, RunDir, RunLock
 from ponder.types import Problem
 
@@ -140,6 +142,8 @@ async def build_engine(kind: str, model: str | None = None, base_url: str | None
             engine = make_engine(kind, model=model, **options)
         if hasattr(engine, "start"):
             await engine.start()
+    except EngineError:  # already one line naming the engine, the model and the cause
+        raise
     except Exception as exc:
         raise EngineStartError(f"cannot start the {kind} engine with model {model or 'tiny-reasoner'}: "
                                f"{first_line(exc)}") from exc
@@ -157,6 +161,8 @@ class _Run:
         self.runner_s = 0.0
         self.failures = 0
         self.last_error = ""
+        self.dead: EngineError | None = None
+        """Set when the engine died: no more problems start, and the run raises it."""
 
     async def call(self, kind: str, fn: Any, *args: Any) -> Any:
         # the math verifier waits on a worker process: keep the event loop free meanwhile
@@ -189,7 +195,7 @@ class _Run:
         start = time.perf_counter()
         try:
             solution = await self.controller.run(problem, self.engine, verifier=v)
-        except VerifierError:
+        except (VerifierError, EngineError):  # a dead engine is no fact about this problem: no row
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, retried on resume
             row.update(correct=False, latency_s=time.perf_counter() - start, error=_one_line(exc))
@@ -247,6 +253,7 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
         RunDirError, ValueError: the run directory or the options cannot be used, or another process
             is writing it (nothing written).
         RunAborted: more than ``concurrency + 4`` problems in a row raised.
+        EngineError: the engine died; the rows finished before are written, the others are not.
     """
     prepare(config, problems)  # bad options fail before the lock creates the directory
     with RunLock(config.out):  # the only writer from here until the last row is written
@@ -278,9 +285,13 @@ async def _run_locked(config: RunConfig, problems: list[Problem], engine: Any, r
     with ResultsWriter(rundir.results_path) as writer, RunProgress(len(problems), rows, enabled=progress,
                                                                    console=console, title=config.out) as bar:
         async def worker() -> None:
-            while not queue.empty() and run.failures < limit_failures:
+            while not queue.empty() and run.failures < limit_failures and run.dead is None:
                 index, problem = queue.get_nowait()
-                row = await run.row(index, problem)
+                try:
+                    row = await run.row(index, problem)
+                except EngineError as exc:  # every problem in flight fails with it: stop taking more
+                    run.dead = run.dead or exc
+                    return
                 t0 = time.perf_counter()
                 writer.append(row)
                 rows.append(row)
@@ -292,6 +303,8 @@ async def _run_locked(config: RunConfig, problems: list[Problem], engine: Any, r
 
         await asyncio.gather(*(worker() for _ in range(min(config.concurrency, len(todo)) or 1)))
     wall = time.perf_counter() - start
+    if run.dead is not None:
+        raise run.dead
     if run.failures >= limit_failures:
         raise RunAborted(f"stopped after {run.failures} problems in a row failed ({run.last_error}); "
                          f"the {len(rows)} rows written are kept in {rundir.results_path}; fix and --resume")
@@ -312,7 +325,11 @@ async def evaluate(config: RunConfig, problems: list[Problem] | None = None, eng
     engine = engine or await build_engine(config.engine, config.model, config.base_url)
     try:
         with RunLock(config.out):  # held through the summary too (run_eval takes it again, re-entrantly)
-            result = await run_eval(config, problems, engine, progress=progress, console=console)
+            try:
+                result = await run_eval(config, problems, engine, progress=progress, console=console)
+            except EngineError as exc:  # the rows written stay; the summary says why the run stopped
+                finish_run(config.out, {"stopped": str(exc)})
+                raise
             return finish_run(config.out, extra={"wall_s": result.wall_s, "engine_tokens": result.engine_tokens})
     finally:
         if own:

@@ -9,6 +9,10 @@ One engine per process, made by ``engine_factory`` when the app starts (``await 
 when it has one) and closed when it stops. Bad input is answered 400 with OpenAI's error shape
 (``{"error": {"message", "type", "param", "code"}}``), a wrong or missing API key 401, an unknown
 model 404; the server stays up. A client that goes away aborts its request's samples in the engine.
+An engine that cannot start fails the app's start-up; one that dies (`EngineError`) turns /health
+and every request into a 503 in OpenAI's error shape (code ``engine_dead``), at once rather than
+hanging, and calls ``on_engine_error`` (``ponder serve`` then stops, exit status 2: a supervisor
+restarts it; the engine itself is not restarted in-process).
 
     app = create_app(ServeConfig(controller="ffs"), lambda: make_engine("hf"))
     uvicorn.run(app, host="127.0.0.1", port=8000)       # what `ponder serve` does
@@ -33,6 +37,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ponder.engines.base import EngineError
 from ponder.serve import shapes
 from ponder.serve.config import ServeConfig
 from ponder.serve.metrics import CONTENT_TYPE, Metrics
@@ -51,9 +56,12 @@ log = logging.getLogger("ponder.serve")
 class _Server:
     """The state of one app: its settings, its engine and its metrics."""
 
-    def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], Any]) -> None:
-        self.cfg, self.engine_factory = cfg, engine_factory
+    def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], Any],
+                 on_engine_error: Callable[[EngineError], None] | None = None) -> None:
+        self.cfg, self.engine_factory, self.on_engine_error = cfg, engine_factory, on_engine_error
         self.engine: Any = None
+        self.error: EngineError | None = None
+        """Why the engine could not start or died; set once, then everything answers 503."""
         self.metrics = Metrics(lambda: self.engine)
         self.started = int(time.time())
 
@@ -67,12 +75,31 @@ class _Server:
                 if handler is not None:
                     signal.signal(sig, handler)
         if hasattr(self.engine, "start"):
-            await self.engine.start()
+            try:
+                await self.engine.start()
+            except EngineError as exc:
+                self.error = exc
+                engine, self.engine = self.engine, None
+                await engine.aclose()
+                raise
         try:
             yield
         finally:
             engine, self.engine = self.engine, None
             await engine.aclose()
+
+    def engine_died(self, exc: EngineError) -> None:
+        """Remember the engine's death (the first one) and tell whoever runs the app."""
+        if self.error is None:
+            self.error = exc
+            if self.on_engine_error is not None:
+                self.on_engine_error(exc)
+            else:  # nobody else will say it
+                log.error("%s", exc)
+
+    def dead_response(self) -> JSONResponse:
+        body = error_body(f"{self.error}; this server is stopping", "server_error", None, "engine_dead")
+        return JSONResponse(body, status_code=503)
 
     def check_key(self, request: Request) -> None:
         key = self.cfg.api_key
@@ -109,6 +136,9 @@ class _Server:
             self.metrics.requests.labels(kind, str(code)).inc()
 
         try:
+            if self.error is not None:
+                status = 503
+                return self.dead_response()
             self.check_key(request)
             body = parse_json(await self.read_body(request))
             job = (parse_chat if kind == "chat" else parse_completion)(body, self.cfg)
@@ -128,6 +158,10 @@ class _Server:
         except RequestError as exc:
             status = exc.status
             return JSONResponse(exc.body(), status_code=status)
+        except EngineError as exc:  # no request can be served any more
+            self.engine_died(exc)
+            status = 503
+            return self.dead_response()
         except Exception as exc:  # an engine or controller failure: the server stays up
             log.exception("request failed")
             return JSONResponse(error_body(f"generation failed: {exc!r}", "server_error", None, "server_error"),
@@ -145,6 +179,10 @@ class _Server:
             cancelled = any(r.task.cancelled() for r in work.runs) or not work.done
             if not work.done:
                 await work.cancel()
+            failures = [r.task.exception() for r in work.runs if r.task.done() and not r.task.cancelled()]
+            dead = next((e for e in failures if isinstance(e, EngineError)), None)
+            if dead is not None:  # the client was told in the stream; later requests get a 503
+                self.engine_died(dead)
             if cancelled:
                 self.metrics.disconnected(work.partial())
             elif all(r.task.exception() is None for r in work.runs):
@@ -178,6 +216,8 @@ class _Server:
         return JSONResponse(shapes.models_body(self.cfg.served_name, self.cfg.model_path, self.started))
 
     async def health(self, request: Request) -> Response:
+        if self.error is not None:
+            return JSONResponse({"status": "dead", "error": str(self.error)}, status_code=503)
         ok = self.engine is not None
         return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
 
@@ -210,9 +250,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(f"internal error: {exc!r}", "server_error", None, "server_error"), status_code=500)
 
 
-def create_app(cfg: ServeConfig, engine_factory: Callable[[], Any]) -> Starlette:
-    """The ``ponder serve`` app; ``engine_factory`` makes the one engine when the app starts."""
-    server = _Server(cfg, engine_factory)
+def create_app(cfg: ServeConfig, engine_factory: Callable[[], Any],
+               on_engine_error: Callable[[EngineError], None] | None = None) -> Starlette:
+    """The ``ponder serve`` app; ``engine_factory`` makes the one engine when the app starts;
+    ``on_engine_error`` is called once if that engine dies (``app.state.server.error`` says why)."""
+    server = _Server(cfg, engine_factory, on_engine_error)
 
     async def chat(request: Request) -> Response:
         return await server.generate(request, "chat")
