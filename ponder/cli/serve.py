@@ -191,16 +191,16 @@ def engine_server(
     from ponder.engines.server import VLLMServer
 
     try:
+        from ponder.engines.models import resolve_model
+
+        path = resolve_model(model)
+        dtype = _float32_if_stored(path) if dtype == "auto" else dtype
         if rl:
             from ponder.rl.rollout_server import rollout_server
 
             server = rollout_server(model, dtype, port=port, max_model_len=max_model_len, host=host).start()
         else:
-            from ponder.engines.models import resolve_model
-
             parser = ("--reasoning-parser", reasoning_parser) if reasoning_parser else ()
-            path = resolve_model(model)
-            dtype = _float32_if_stored(path) if dtype == "auto" else dtype
             # a named model (tiny-qwen3) answers to its name as well as to the path the openai engine sends
             names = ("--served-model-name", path, model) if model and path != model else ()
             server = VLLMServer(model, port=port, max_model_len=max_model_len, host=host,

@@ -40,6 +40,14 @@ class EngineError(RuntimeError):
         self.cause = lines[0] if lines else "unknown cause"
         super().__init__(f"{kind} engine {'died' if started else 'could not start'} (model {model}): {self.cause}")
 
+    def __reduce__(self):
+        # rebuilt from its fields, not from ``args`` (the message): a Ray actor sends it over a pickle channel
+        return (_rebuild_engine_error, (self.kind, self.model, self.cause, self.started, self.details))
+
+
+def _rebuild_engine_error(kind: str, model: str, cause: str, started: bool, details: str) -> EngineError:
+    return EngineError(kind, model, cause, started=started, details=details)
+
 
 @runtime_checkable
 class Engine(Protocol):

@@ -14,6 +14,7 @@ event loop (controllers, HTTP servers) stays responsive while a step computes.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal
@@ -94,6 +95,7 @@ class HFEngine:
             net, tokenizer = _loaded
             self.model_name = str(getattr(net, "name_or_path", "") or model or "in-memory")
         self.model, self.tokenizer = net, tokenizer
+        self._keeps_logits = "logits_to_keep" in inspect.signature(net.forward).parameters
         self.device = next(net.parameters()).device
         self.max_batch = max_batch
         self.logprobs_mode = logprobs_mode
@@ -241,8 +243,9 @@ class HFEngine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
         # logits_to_keep=1: only the last position is sampled; the whole prompt's logits would be
         # batch x prompt x vocab floats (64 x 350 x 151,936 = 13.6 GB for a Qwen vocabulary)
+        keep = {"logits_to_keep": 1} if self._keeps_logits else {}
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         past_key_values=cache, use_cache=True, **keep)
         return out.logits[:, -1, :], out.past_key_values
 
     def _decode(self):

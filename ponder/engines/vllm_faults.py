@@ -77,22 +77,26 @@ class CoreOutput:
         except OSError:  # no stdout/stderr to share: let vLLM run as it would
             yield
             return
-        pipes = [os.pipe(), os.pipe()]
-        for (read, _), target in zip(pipes, targets):
-            threading.Thread(target=self._pump, args=(read, target), name="ponder-vllm-output", daemon=True).start()
-        _flush()
-        for fd, (_, write) in zip((1, 2), pipes):
-            os.dup2(write, fd)
+        pipes: list[tuple[int, int]] = []
+        swapped: list[int] = []
         self.starting = True
         try:
+            for target in targets:
+                read, write = os.pipe()
+                pipes.append((read, write))
+                threading.Thread(target=self._pump, args=(read, target), name="ponder-vllm-output", daemon=True).start()
+            _flush()
+            for fd, (_, write) in zip((1, 2), pipes):
+                os.dup2(write, fd)
+                swapped.append(fd)
             yield
-        except BaseException:
+        except Exception:  # a failed start (KeyboardInterrupt: the held lines are passed on, not dropped)
             self.dead = True
             raise
         finally:
             self.starting = False
             _flush()
-            for fd, target in zip((1, 2), targets):
+            for fd, target in zip(swapped, targets):
                 os.dup2(target, fd)
             for _, write in pipes:  # only the children hold the pipes now: EOF once they are gone
                 os.close(write)
