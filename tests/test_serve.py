@@ -197,7 +197,9 @@ def test_completions_batch_and_stream(client):
     assert [c.index for c in r.choices] == [0, 1, 2, 3]
     assert all(c.text.startswith("<think>") and "</think>\\boxed{" in c.text for c in r.choices)
     assert r.usage.ponder["samples"] == 8
-    forced = {"ponder": {"controller": "budget_forcing", "max_thinking_tokens": 20}}
+    # 64 thinking tokens: a stream that spans many of the server's gathering ticks even on a loaded machine
+    # (at 20, under CI load, the whole completion once fitted into one tick and came as one event)
+    forced = {"ponder": {"controller": "budget_forcing", "max_thinking_tokens": 64}}
     whole = client.completions.create(model=MODEL, prompt="Compute 045+021", seed=4, max_tokens=200, extra_body=forced)
     streamed = client.completions.create(model=MODEL, prompt="Compute 045+021", seed=4, max_tokens=200, stream=True,
                                          extra_body=forced)
