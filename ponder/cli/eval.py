@@ -154,9 +154,9 @@ def _execute(configs: list, problems: list, out: Path, key: str | None, values: 
 
 
 async def _run_all(configs: list, problems: list, out: Path, key: str | None, values: list, progress: bool) -> None:
-    from ponder.eval.report import compare, finish_run, rich_table, wide_console
-    from ponder.eval.runner import build_engine, run_eval
-    from ponder.eval.store import RunLock, to_json, write_atomic
+    from ponder.eval.report import compare, rich_table, wide_console
+    from ponder.eval.runner import build_engine, run_and_summarise
+    from ponder.eval.store import to_json, write_atomic
     from ponder.verifiers import warm
 
     first = configs[0]
@@ -167,14 +167,7 @@ async def _run_all(configs: list, problems: list, out: Path, key: str | None, va
     try:
         summaries = []
         for config in configs:
-            with RunLock(config.out):  # the summary is written under the run's lock too
-                try:
-                    result = await run_eval(config, problems, engine, progress=progress)
-                except EngineError as exc:  # the rows written stay; the summary says why the run stopped
-                    finish_run(config.out, {"stopped": str(exc)})
-                    raise
-                summaries.append(finish_run(config.out, {"wall_s": result.wall_s,
-                                                         "engine_tokens": result.engine_tokens}))
+            summaries.append(await run_and_summarise(config, problems, engine, progress=progress))
     finally:
         await engine.aclose()
     if key is None:

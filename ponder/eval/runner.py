@@ -31,7 +31,8 @@ from ponder.engines.base import EngineError
 from ponder.eval.store import ResultsWriter, RunDir, RunLock
 from ponder.types import Problem
 
-__all__ = ["RunConfig", "RunResult", "RunAborted", "EngineStartError", "prepare", "run_eval", "evaluate", "build_engine", "label"]
+__all__ = ["RunConfig", "RunResult", "RunAborted", "EngineStartError", "prepare", "run_eval", "evaluate", "run_and_summarise", "build_engine",
+           "label"]
 
 
 class EngineStartError(ValueError):
@@ -317,20 +318,28 @@ async def evaluate(config: RunConfig, problems: list[Problem] | None = None, eng
                    progress: bool = True, console: Any = None) -> dict[str, Any]:
     """Load, run, summarise: the whole of ``ponder eval`` for one setting. Returns the summary."""
     from ponder.benchmarks.registry import load_problems
-    from ponder.eval.report import finish_run
 
     problems = problems if problems is not None else load_problems(config.benchmark, config.data, config.limit)
     prepare(config, problems)
     own = engine is None
     engine = engine or await build_engine(config.engine, config.model, config.base_url)
     try:
-        with RunLock(config.out):  # held through the summary too (run_eval takes it again, re-entrantly)
-            try:
-                result = await run_eval(config, problems, engine, progress=progress, console=console)
-            except EngineError as exc:  # the rows written stay; the summary says why the run stopped
-                finish_run(config.out, {"stopped": str(exc)})
-                raise
-            return finish_run(config.out, extra={"wall_s": result.wall_s, "engine_tokens": result.engine_tokens})
+        return await run_and_summarise(config, problems, engine, progress=progress, console=console)
     finally:
         if own:
             await engine.aclose()
+
+
+async def run_and_summarise(config: RunConfig, problems: list[Problem], engine: Any, *, progress: bool = True,
+                            console: Any = None) -> dict[str, Any]:
+    """`run_eval`, then the run's summary, both under the run's lock. An engine that died leaves
+    the rows written and a summary that says why the run stopped, and is raised again."""
+    from ponder.eval.report import finish_run
+
+    with RunLock(config.out):  # held through the summary too (run_eval takes it again, re-entrantly)
+        try:
+            result = await run_eval(config, problems, engine, progress=progress, console=console)
+        except EngineError as exc:
+            finish_run(config.out, {"stopped": str(exc)})
+            raise
+        return finish_run(config.out, extra={"wall_s": result.wall_s, "engine_tokens": result.engine_tokens})
