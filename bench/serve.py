@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ponder.benchmarks.arith import problems  # noqa: E402
-from ponder.serve.process import ServeProcess  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from serve_process import ServeProcess  # noqa: E402  (the tests' helper: a real `ponder serve` on a free port)
 
 GOAL = 0.9
 

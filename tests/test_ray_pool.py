@@ -172,7 +172,7 @@ async def test_killing_an_actor_midway_through_ffs_still_returns(fragile_pool):
 
 
 def test_placement_shapes_for_tensor_parallel_actors():
-    from ponder.engines.ray_cluster import placement
+    from ponder.engines.ray.cluster import placement
 
     one = placement(num_cpus=1, num_gpus=1)
     assert one.actor == {"num_cpus": 1, "num_gpus": 1} and one.bundles is None and one.engine_kwargs == {}

@@ -25,7 +25,7 @@ import httpx
 import openai
 import pytest
 
-from ponder.serve.process import ServeProcess
+from serve_process import ServeProcess
 
 pytestmark = pytest.mark.timeout(600)
 

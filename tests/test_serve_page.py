@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ponder.serve.process import ServeProcess
+from serve_process import ServeProcess
 
 pytestmark = pytest.mark.timeout(600)
 

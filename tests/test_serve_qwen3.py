@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from ponder.engines.server import VLLMServer
-from ponder.serve.process import ServeProcess
+from serve_process import ServeProcess
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-import ponder.verifiers.math as math_module
+import ponder.verifiers.math_answers as math_module
 from ponder.verifiers import MathVerifier, MathVerifierConfig, VerifierError, WorkerStartError
 from ponder.verifiers import _worker
 

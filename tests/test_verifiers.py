@@ -379,7 +379,7 @@ def test_warm_starts_a_worker_in_the_background():
     """Controllers warm the verifier when they start: the worker is up before the first answer."""
     import time
 
-    from ponder.verifiers.math import MathVerifier
+    from ponder.verifiers.math_answers import MathVerifier
 
     v = MathVerifier()
     try:

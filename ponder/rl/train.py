@@ -1,7 +1,7 @@
 """`ponder train sgrpo|grpo`: S-GRPO (or plain GRPO as the baseline) on TRL, configured from YAML.
 
     ponder train sgrpo --config recipes/tiny-sgrpo.yaml max_steps=50 learning_rate=1e-5
-    python scripts/train_sgrpo.py --config recipes/tiny-sgrpo.yaml --algo grpo
+    ponder train grpo --config recipes/tiny-sgrpo.yaml                    # the plain-GRPO baseline
 
 Both algorithms share the engine (the live policy behind ponder's Engine protocol), the verifier
 and the data; they differ only in the rollout (one serial group vs G independent samples) and the

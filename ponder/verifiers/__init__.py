@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 from ponder.verifiers.choice import ChoiceVerifier, ChoiceVerifierConfig
 from ponder.verifiers.integer import IntegerVerifier, IntegerVerifierConfig
 from ponder.verifiers.judge import judge
-from ponder.verifiers.math import (
+from ponder.verifiers.math_answers import (
     MathVerifier,
     MathVerifierConfig,
     VerifierError,

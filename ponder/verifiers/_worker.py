@@ -1,7 +1,7 @@
-"""The Math-Verify worker: a child process that parses and compares answers for `math.py`.
+"""The Math-Verify worker: a child process that parses and compares answers for `math_answers.py`.
 
-The parent (`ponder.verifiers.math`) starts it as
-    python -P -c "<run this file>" _worker.py <memory_limit_mb>
+The parent (`ponder.verifiers.math_answers`) starts it as
+    python -P _worker.py <memory_limit_mb>
 and talks to it in JSON lines: one request per line on stdin, one reply per line on a private
 copy of stdout. Requests are `{"op": "extract", "text": ...}` or
 `{"op": "verify", "golds": [...], "text": ...}` (plus "soft_timeout"); replies are

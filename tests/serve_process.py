@@ -21,8 +21,8 @@ from ponder.engines.server import free_port, stop_process, wait_healthy
 
 __all__ = ["ServeProcess", "free_port", "parse_metrics"]
 
-ROOT = Path(__file__).resolve().parents[2]
-"""The directory holding the ``ponder`` package this module belongs to."""
+ROOT = Path(__file__).resolve().parents[1]
+"""The checkout whose ``ponder`` package the server runs."""
 
 
 def parse_metrics(text: str) -> dict[str, float]:

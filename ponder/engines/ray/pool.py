@@ -18,7 +18,7 @@ controller one transfer after its engine decoded it. Closing streams sends their
 actor in one message per actor (all the losers of an FFS that one event-loop turn closes), and the
 actor answers once its engine has stopped them; `settle()` waits for that, and the pool's `stats`
 are the actors' own token counts. Both go over a direct socket to each actor
-(`ponder.engines.ray_channel`: a Ray call into a busy actor waits for its GIL several times), or
+(`ponder.engines.ray.channel`: a Ray call into a busy actor waits for its GIL several times), or
 through Ray (a streaming generator and an actor call) when the socket cannot be reached.
 
 If an actor dies mid-request, each of its requests is resubmitted to a live actor as an exact
@@ -28,7 +28,7 @@ Dead actors are restarted by Ray up to ``max_restarts`` times and rejoin the poo
 actor is down and one is restarting, requests wait for it); with none left the request fails with
 a clear error. Continuations restart the sampler's random stream, and a
 stop string straddling the cut is not seen. Tensor-parallel vLLM actors and their placement groups:
-see `ponder.engines.ray_cluster`.
+see `ponder.engines.ray.cluster`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal
 
 from ponder.engines.base import EngineStats, request_ids
-from ponder.engines.ray_actor import EngineActor
-from ponder.engines.ray_channel import dial, frame, merged, read_frame
-from ponder.engines.ray_cluster import (PoolError, check_room, connect, create_group, first_line, gone_for_good,
+from ponder.engines.ray.actor import EngineActor
+from ponder.engines.ray.channel import dial, frame, merged, read_frame
+from ponder.engines.ray.cluster import (PoolError, check_room, connect, create_group, first_line, gone_for_good,
                                         group_strategy, placement, probe_grpc, remove_group)
 from ponder.types import Chunk, SamplingParams
 

@@ -72,11 +72,6 @@ _WORKER_PATH = Path(__file__).with_name("_worker.py")
 _SOFT_SHARE = 0.7
 # Attempts per call after the first when a worker dies or errs (a hard timeout gets one).
 _RETRIES = 2
-# Run _worker.py by path without putting its folder on sys.path (it holds a `math.py` that
-# would shadow the standard library) and without importing the `ponder` package.
-_BOOTSTRAP = (
-    "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-)
 
 
 @dataclass(frozen=True)
@@ -151,7 +146,7 @@ class _Worker:
 
     def _start(self) -> None:
         memory = str(self._config.memory_limit_mb)
-        command = [sys.executable, "-P", "-c", _BOOTSTRAP, str(_WORKER_PATH), memory]
+        command = [sys.executable, "-P", str(_WORKER_PATH), memory]  # -P: its folder stays off sys.path
         try:
             self._proc = subprocess.Popen(
                 command,

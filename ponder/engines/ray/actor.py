@@ -3,7 +3,7 @@
 Runs inside an async Ray actor. `open` starts a request on the actor's engine. Whatever the engine
 produces is buffered per request and pushed to the pool as soon as there is something, merged into
 one chunk per request with the engine's own token counts, so a finished sample reaches the pool at
-once, without the pool asking: over the direct stream of `ponder.engines.ray_channel` when the pool
+once, without the pool asking: over the direct stream of `ponder.engines.ray.channel` when the pool
 is connected to it, else through `push`, a Ray streaming generator. An abort cancels a batch of
 requests (all the losers of an FFS on this actor in one message) and is answered once the engine
 has stopped them, with what each really cost. Nothing here imports Ray at module level; the pool
@@ -17,7 +17,7 @@ import os
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-from ponder.engines.ray_channel import Listener, frame, merge_chunks, read_frame
+from ponder.engines.ray.channel import Listener, frame, merge_chunks, read_frame
 from ponder.types import Chunk, SamplingParams
 
 __all__ = ["EngineActor", "WINDOW"]
