@@ -1,7 +1,7 @@
 """Plain data shared by every layer: problems, sampling parameters, streamed chunks, traces, solutions.
 
 Stdlib only, so importing ponder stays fast and unit tests need no model. Token accounting
-(design.md §3) lives on `Solution`:
+(docs/design.md §3) lives on `Solution`:
 
 - ``total_tokens``: every token generated for the problem, aborted samples included;
 - ``sequential_tokens``: the longest chain that had to be generated one after another;

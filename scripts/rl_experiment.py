@@ -18,7 +18,7 @@ evaluation seeds, so equal figures cannot come from shared sampling noise. For e
 
 A run whose ``summary.json`` exists is skipped, so an interrupted experiment continues; ``--jobs 2``
 trains two runs at a time.
-``scripts/rl_report.py`` turns these files into the README's tables and plot.
+``scripts/rl_report.py`` turns these files into the tables and plots of docs/rl.md.
 
     python scripts/rl_experiment.py --name verbose --model tiny-reasoner-verbose --seeds 0,1,2
     python scripts/rl_experiment.py --name tiny --seeds 0 eval_steps=25     # the default organism

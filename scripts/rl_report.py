@@ -1,12 +1,13 @@
-"""The README's RL tables and plots, generated from the per-run files of `scripts/rl_experiment.py`.
+"""The RL tables and plots of docs/rl.md, generated from the per-run files of `scripts/rl_experiment.py`.
 
 Reads ``bench/results/rl/<name>/<run>/{summary,config}.json``, ``log.jsonl`` and ``eval.jsonl`` and
 writes ``bench/results/rl/<name>/report.md`` (the table: mean and min-max over seeds, changes
 against the untrained model, the goal verdict, one row per seed) and ``curves.png`` (held-out
-accuracy and thinking over training steps, every seed). With ``--readme`` it also replaces the
-block between ``<!-- rl-report:<name> -->`` and ``<!-- /rl-report:<name> -->`` in README.md.
+accuracy and thinking over training steps, every seed). With ``--docs`` it also replaces the
+block between ``<!-- rl-report:<name> -->`` and ``<!-- /rl-report:<name> -->`` in docs/rl.md
+(``--readme`` is an old name for it; the tables moved out of the README).
 
-    python scripts/rl_report.py verbose tiny --readme
+    python scripts/rl_report.py verbose tiny --docs
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "rl"
+DOC = ROOT / "docs" / "rl.md"
+"""The page whose ``<!-- rl-report:NAME -->`` blocks ``--docs`` rewrites."""
 NAMES = {"sgrpo": "S-GRPO", "grpo": "GRPO"}
 METRICS = ("greedy_accuracy", "greedy_thinking_tokens", "sampled_accuracy", "sampled_thinking_tokens")
 
@@ -191,12 +194,13 @@ SPECIAL = {"segment_rollout": segment_table, "rl_engines": engines_table}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+", help="Experiments under bench/results/rl/ (or segment_rollout, rl_engines).")
-    ap.add_argument("--readme", action="store_true", help="Replace each experiment's block in README.md.")
+    ap.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                    help="Replace each experiment's block in docs/rl.md (--readme: the old name).")
     ap.add_argument("--goal", nargs="*", default=["verbose", "harmless", "harmless-300"],
                     help="Experiments judged against the harmless-overthinking goal (default: verbose harmless "
                          "harmless-300).")
     args = ap.parse_args()
-    readme = (ROOT / "README.md").read_text()
+    doc = DOC.read_text() if args.docs else ""
     for name in args.names:
         if name in SPECIAL:
             text = SPECIAL[name]()
@@ -206,13 +210,13 @@ def main() -> None:
             text = table(name, runs, name in args.goal)
             (RESULTS / name / "report.md").write_text(text + "\n")
             print(text, f"\nplot: {plot(name, runs)}\n")
-        if args.readme:
+        if args.docs:
             pattern = re.compile(rf"(<!-- rl-report:{re.escape(name)} -->\n).*?(<!-- /rl-report:{re.escape(name)} -->)", re.S)
-            if not pattern.search(readme):
-                raise SystemExit(f"README.md: no <!-- rl-report:{name} --> block")
-            readme = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
-    if args.readme:
-        (ROOT / "README.md").write_text(readme)
+            if not pattern.search(doc):
+                raise SystemExit(f"{DOC.relative_to(ROOT)}: no <!-- rl-report:{name} --> block")
+            doc = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc)
+    if args.docs:
+        DOC.write_text(doc)
 
 
 if __name__ == "__main__":

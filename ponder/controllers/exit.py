@@ -1,4 +1,4 @@
-"""The exit primitive (design.md §2): end the thinking now and generate the answer.
+"""The exit primitive (docs/design.md §2): end the thinking now and generate the answer.
 
 Budget forcing uses it at the thinking cap, S-GRPO at every exit position of a rollout, and a
 probing controller would use it to peek at a trial answer: one implementation, every user.
