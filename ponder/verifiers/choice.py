@@ -55,14 +55,17 @@ _FILLER = re.compile(
 # A cue must say "is", "be" or ":" so that "Answer A is wrong" or "Option B fails" in an
 # explanation are not read as the choice.
 _CUE = re.compile(
-    r"(?:answer|option|choice)\s*"
-    r"(?:is\b|(?:would|should|must|will)\s+be\b|:|=|[-–—](?=\s))\s*:?\s*"
+    r"(?:answer|option|choice|r[ée]ponse)\s*"  # "réponse est C": lighteval's French cue
+    r"(?:is\b|est\b|(?:would|should|must|will)\s+be\b|:|=|[-–—](?=\s))\s*:?\s*"
     + CUE_MARKUP,
     re.IGNORECASE,
 )
 _MARKED = re.compile(r"\(([A-D])\)|\*\*\s*\(?([A-D])\)?\s*\*\*")
 # "D. it can't be A or B", "**(B)** because", "C: ...": a letter opening the reply as a choice.
-_LEADING = re.compile(r"\s*(?:\*\*)?\(?([A-D])(?:\)|\.|:|\*\*|\s*$)(?![A-Za-z])")
+# A CJK full stop or a CJK word right after the letter ends it too: "B。不是 A", "B不是 A".
+_LEADING = re.compile(
+    r"\s*(?:\*\*)?\(?([A-D])(?:\)|\.|:|。|\*\*|\s*$|(?=[\u3000-\u9fff]))(?![A-Za-z])"
+)
 # "it's B", "I'd go with C", "it is clearly option D", "I choose (A)", "... hence C.", "B is
 # correct": the last letter named by a choosing phrase; after "hence", "thus", "therefore" or
 # "so" only when the letter ends the line ("so A is wrong" names no choice).

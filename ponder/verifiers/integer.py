@@ -41,6 +41,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ponder.verifiers._normalize import drop_broken_inline_math
 from ponder.verifiers._arith import ARITHMETIC, NotArithmetic, Token, evaluate, tokens
 from ponder.verifiers._text import (
     ANSWER_CUE,
@@ -208,7 +209,8 @@ class IntegerVerifier:
         """
         if not isinstance(text, str):
             return None
-        window = answer_window(text, self.config.max_chars)
+        # inline math broken across lines is no LaTeX (Math-Verify's tables read nothing there)
+        window = drop_broken_inline_math(answer_window(text, self.config.max_chars))
         boxed = last_boxed_span(window)
         if boxed is not None and not FINAL_ANSWER.search(window, boxed[2]):
             # "\boxed{3} and \boxed{5}" is the set {3, 5} (as Math-Verify joins boxes), which
@@ -276,6 +278,8 @@ def _boxed_value(content: str) -> str | None:
     if any(t.text in (",", ";") for t in toks):
         return None  # a list, a tuple or several equations (thousands separators are numerals)
     eqs = [i for i, t in enumerate(toks) if t.kind == "eq"]
+    if eqs and not _names_a_value(toks[eqs[-2] + 1 if len(eqs) > 1 else 0 : eqs[-1]]):
+        return None  # "a + 3z = 0" is an equation, not the value 0 (Math-Verify compares it whole)
     index = eqs[-1] + 1 if eqs else 0
     while index < len(toks) and toks[index].kind == "space":
         index += 1
@@ -290,6 +294,16 @@ def _boxed_value(content: str) -> str | None:
     if not _is_unit(rest):
         return None
     return _value(toks[start:end])
+
+
+def _names_a_value(side: list[Token]) -> bool:
+    """Whether the left side of a box's last "=" only names the value on its right: a variable
+    ("x", "a_1", "f(2)", "\\zzz") or arithmetic ("2^5 = 32"). "a + 3z = 0" and "2x = 10" are
+    equations whose right side is not their answer: Math-Verify compares them whole."""
+    side = [t for t in side if t.kind != "space"]
+    if all(t.kind in ARITHMETIC for t in side):
+        return True
+    return side[0].kind in ("word", "cmd") and not any(t.kind == "op" for t in side)
 
 
 def _is_unit(rest: list[Token]) -> bool:

@@ -55,6 +55,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from ponder.verifiers._normalize import normalize_answer
 from ponder.verifiers._text import (
     FINAL_ANSWER,
     answer_window,
@@ -342,7 +343,7 @@ class MathVerifier:
         """
         if not isinstance(text, str):
             return ""
-        window = answer_window(text, self.config.max_chars)
+        window = normalize_answer(answer_window(text, self.config.max_chars))
         boxes = final_boxes(window)
         if not boxes or FINAL_ANSWER.search(window, last_boxed_span(window)[2]):
             return window
@@ -388,7 +389,9 @@ class MathVerifier:
         if not isinstance(gold, str) or not gold.strip():
             return None
         window = self._answer(text)
-        golds = [reading[: self.config.max_chars] for reading in gold_readings(gold)]
+        golds = [
+            normalize_answer(reading[: self.config.max_chars]) for reading in gold_readings(gold)
+        ]
         result = self._get_pool().call({"op": "verify", "golds": golds, "text": window}, False)
         return result if result is None or isinstance(result, bool) else False
 
