@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ponder.controllers import get_controller
+from ponder.controllers import Probe, get_controller
 from ponder.engines import make_engine
 from ponder.benchmarks.registry import load_problems
 from ponder.verifiers import judge
@@ -44,6 +44,20 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "probe confidence": ("probe", {"rule": "confidence"}),
     "FFS@8 probe consistent": ("ffs", {"n": 8, "sample": "probe", "rule": "consistent"}),
     "FFS@8 probe confidence": ("ffs", {"n": 8, "sample": "probe", "rule": "confidence"}),
+    # adaptive stopping (#25); over probed samples the policy is given as an object, because with
+    # sample="probe" get_controller hands rule/threshold/window to the probe, not to adaptive
+    "adaptive beta@8": ("adaptive", {"n": 8, "rule": "beta"}),
+    "adaptive beta@8 wave=4": ("adaptive", {"n": 8, "rule": "beta", "wave": 4}),
+    "adaptive dirichlet@8 wave=4": ("adaptive", {"n": 8, "rule": "dirichlet", "wave": 4}),
+    "adaptive certain@8 wave=4": ("adaptive", {"n": 8, "rule": "certain", "wave": 4}),
+    "adaptive window=3@8 wave=3": ("adaptive", {"n": 8, "rule": "window", "window": 3, "wave": 3}),
+    "adaptive beta@8 wave=4 probe": ("adaptive", {"n": 8, "rule": "beta", "wave": 4, "sample": Probe()}),
+    "adaptive beta=0.9@8 wave=3 probe": ("adaptive", {"n": 8, "rule": "beta", "threshold": 0.9, "wave": 3,
+                                                      "sample": Probe()}),
+    "adaptive window=3@8 wave=3 probe": ("adaptive", {"n": 8, "rule": "window", "window": 3, "wave": 3,
+                                                      "sample": Probe()}),
+    "adaptive window=2@8 wave=2 probe": ("adaptive", {"n": 8, "rule": "window", "window": 2, "wave": 2,
+                                                      "sample": Probe()}),
 }
 SWEEPS: dict[str, tuple[str, list]] = {
     "probe consistent": ("interval", [8, 32]),  # with the default row (16): a curve
@@ -143,6 +157,27 @@ def goals(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+ADAPTIVE_GOAL = ("majority@8", 0.01, 0.4)
+"""Adaptive rows (#25): accuracy at most 1 point below majority@8's, at <= 0.4x its mean total tokens."""
+
+
+def adaptive_goals(rows: dict[str, dict]) -> list[str]:
+    """One line per adaptive row: the #25 goal met or missed, with ratios to majority@8 from the same run."""
+    base_label, slack, most = ADAPTIVE_GOAL
+    if base_label not in rows:
+        return []
+    base, lines = rows[base_label], []
+    for label, r in rows.items():
+        if not label.startswith("adaptive"):
+            continue
+        ratio, floor = r["total"] / base["total"], base["accuracy"] - slack
+        verdict = "met" if r["accuracy"] >= floor - 1e-9 and ratio <= most else "missed"
+        lines.append(f"- {label}: {100 * r['accuracy']:.1f}% at {ratio:.2f}x {base_label}'s total tokens "
+                     f"({r['total']:.0f} vs {base['total']:.0f}); goal accuracy >= {100 * floor:.1f}%, "
+                     f"total <= {most:.2f}x {base_label}: **{verdict}**")
+    return lines
+
+
 def plot(rows: dict[str, dict], n: int, path: Path, model: str = "tiny reasoner") -> None:
     """Accuracy against mean total tokens: one point per setting, the probe sweeps as curves."""
     import matplotlib
@@ -202,10 +237,10 @@ def main() -> None:
     model = args.model or "tiny reasoner"
     table, md = render(rows, args.problems, model)
     Console(width=200).print(table)
-    lines = goals(rows)
+    lines = goals(rows) + adaptive_goals(rows)
     print("\n".join(lines))
     if args.out:
-        args.out.write_text(md + ("\nProbe goals (ratios to the baseline measured in the same run):\n\n"
+        args.out.write_text(md + ("\nGoals (ratios to the baseline measured in the same run):\n\n"
                                   + "\n".join(lines) + "\n" if lines else ""))
         args.out.with_suffix(".json").write_text(json.dumps({"problems": args.problems, "model": model, "engine": args.engine,
                                                              "rows": rows}, indent=1) + "\n")

@@ -22,6 +22,7 @@ import dataclasses
 import importlib
 from typing import Any
 
+from ponder.controllers.adaptive import Adaptive
 from ponder.controllers.base import Controller, Sampling
 from ponder.controllers.budget_forcing import BudgetForcing
 from ponder.controllers.deepconf import DeepConf
@@ -32,7 +33,7 @@ from ponder.controllers.exit import force_answer
 from ponder.controllers.probe import Probe
 from ponder.controllers.single import Single
 
-__all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "FirstFinish", "BudgetForcing", "DeepConf",
+__all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "Adaptive", "FirstFinish", "BudgetForcing", "DeepConf",
            "Probe", "Plain", "SAMPLE_POLICIES", "SamplePolicy", "force_answer", "get_controller", "controller_class"]
 
 REGISTRY: dict[str, str] = {
@@ -43,6 +44,7 @@ REGISTRY: dict[str, str] = {
     "budget_forcing": "ponder.controllers.budget_forcing:BudgetForcing",
     "deepconf": "ponder.controllers.deepconf:DeepConf",
     "probe": "ponder.controllers.probe:Probe",
+    "adaptive": "ponder.controllers.adaptive:Adaptive",
 }
 """Controller name -> ``module:Class`` of its implementation."""
 

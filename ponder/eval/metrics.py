@@ -3,6 +3,16 @@
 Pure stdlib. ``summarize(rows)`` turns the JSON lines of ``results.jsonl`` into the dict written
 as ``summary.json``; the other functions are the estimators it uses.
 
+Accuracy per token, as efficient-reasoning benchmarks score it (docs/scores.md):
+
+- ``ock_score`` (OckBench's OckScore): ``100 * accuracy - penalty * ln(mean total tokens / scale)``,
+  penalty 10 and scale 10,000 tokens as OckBench ranks models. OckBench writes ``log`` without a
+  base; we use the natural log, so compare OckScores computed here with each other only. Every
+  halving of the tokens is worth 10 ln 2 = 6.9 accuracy points.
+- ``accuracy_within_tokens`` (OptimalThinkingBench's overthinking-adjusted accuracy, OAA_t): the
+  share of scored problems that are correct *and* cost at most ``t`` total tokens; OTB counts a
+  response's thinking tokens, we count every token the problem cost (all samples, aborted ones too).
+
     python -c "from ponder.eval.metrics import pass_at_k, wilson; print(pass_at_k(8, 3, 2), wilson(7, 16))"
 """
 
@@ -15,7 +25,7 @@ from collections import Counter
 from typing import Any, Iterable, Sequence
 
 __all__ = ["wilson", "pass_at_k", "majority_at_k", "percentile", "stats", "complete_samples", "sample_ks",
-           "summarize"]
+           "ock_score", "accuracy_within_tokens", "token_thresholds", "summarize"]
 
 Z95 = 1.959963984540054
 """The normal quantile of a two-sided 95% interval."""
@@ -71,6 +81,45 @@ def majority_at_k(samples: Sequence[tuple[str | None, bool]], k: int, seed: int 
             winners = [a for a, v in votes.items() if v == top]
             total += sum(truth[a] for a in winners) / len(winners)
     return total / count
+
+
+OCK_PENALTY = 10.0
+"""OckScore's weight of the log token count (OckBench's ranking uses 10)."""
+OCK_SCALE = 10_000
+"""OckScore's token unit: log(tokens / 10,000), as OckBench's ranking."""
+
+
+def ock_score(accuracy: float, mean_tokens: float, penalty: float = OCK_PENALTY, scale: float = OCK_SCALE) -> float:
+    """OckBench-style score: ``100 * accuracy - penalty * ln(mean_tokens / scale)`` (NaN without tokens).
+
+    Accuracy is a fraction (0.9 scores as 90 points); fewer tokens than ``scale`` add points.
+
+        ock_score(0.9, 10_000) == 90.0;  ock_score(0.9, 5_000) == 90 + 10 ln 2 = 96.93...
+    """
+    if not mean_tokens or mean_tokens <= 0 or math.isnan(accuracy):
+        return math.nan
+    return 100 * accuracy - penalty * math.log(mean_tokens / scale)
+
+
+def accuracy_within_tokens(rows: Sequence[dict[str, Any]], threshold: float) -> float:
+    """OptimalThinkingBench-style accuracy under a token threshold: the share of ``rows`` that are
+    correct and whose ``total_tokens`` is <= ``threshold`` (NaN for no rows)."""
+    if not rows:
+        return math.nan
+    return sum(1 for r in rows if r.get("correct") and r.get("total_tokens", 0) <= threshold) / len(rows)
+
+
+def token_thresholds(totals: Sequence[float]) -> list[int]:
+    """Powers of two from the largest one <= the cheapest problem to the first one >= the dearest,
+    the thresholds at which a summary records `accuracy_within_tokens` (its curve over t)."""
+    if not totals:
+        return []
+    lo = 2 ** max(0, math.floor(math.log2(max(min(totals), 1))))
+    hi = max(max(totals), 1)
+    out = [lo]
+    while out[-1] < hi:
+        out.append(out[-1] * 2)
+    return out
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -131,6 +180,9 @@ def summarize(rows: Sequence[dict[str, Any]], expected: int | None = None) -> di
         "sequential_tokens": stats([r["sequential_tokens"] for r in solved]),
         "wasted_tokens": stats([r.get("wasted_tokens", 0) for r in solved]),
         "tokens_per_correct": sum(total) / correct if correct else None,
+        "ock_score": ock_score(correct / n if n else math.nan, sum(total) / len(total) if total else 0.0),
+        # errors cost no tokens but are wrong, so they count in the denominator and never within a budget
+        "accuracy_within_tokens": {str(t): accuracy_within_tokens(scored, t) for t in token_thresholds(total)},
         "latency_s": stats([r["latency_s"] for r in solved]),
         "samples": stats([len(r.get("samples", [])) for r in solved])["mean"],
         "finish_reasons": dict(Counter(s.get("finish_reason") for r in solved for s in r.get("samples", []))),

@@ -6,6 +6,12 @@ against mean total tokens (left) and mean sequential tokens (right), one point p
 runs of one sweep joined into a curve.
 
     ponder eval report runs/single runs/maj8 runs/ffs8      # or: python -m ponder.cli eval report ...
+
+Besides accuracy and token means, the table scores accuracy per token the way efficient-reasoning
+benchmarks do (definitions in metrics.py and docs/scores.md): ``OckScore`` (OckBench: 100 x accuracy
+- 10 ln(mean total tokens / 10,000)) and ``acc<=T`` (OptimalThinkingBench-style: correct *and* at
+most T total tokens). T is the same for every run of one table: ``token_threshold`` if given, else
+the smallest power of two at or above the cheapest run's mean total tokens.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ponder.eval.metrics import summarize
+from ponder.eval.metrics import accuracy_within_tokens, summarize
 from ponder.eval.store import CONFIG, RunDir, RunDirError, read_results, to_json, write_atomic
 
 __all__ = ["summarize_run", "finish_run", "expand_runs", "compare", "wide_console", "rich_table", "markdown_table", "plot",
-           "PLOT_NAME"]
+           "default_threshold", "within", "PLOT_NAME"]
 
 PLOT_NAME = "accuracy_vs_tokens.png"
 """File name of the comparison plot."""
@@ -89,11 +95,39 @@ def _fmt(x: Any, digits: int = 0) -> str:
 
 
 _COLUMNS = ("run", "setting", "problems", "accuracy", "95% CI", "tokens", "p95", "sequential", "tok/correct",
-            "wasted", "latency p50", "pass@k", "maj@k")
-"""Table columns; token columns are means per problem unless named p95. Empty pass@k/maj@k are dropped."""
+            "wasted", "OckScore", "acc<=T", "latency p50", "pass@k", "maj@k")
+"""Table columns; token columns are means per problem unless named p95. Empty pass@k/maj@k are dropped;
+``acc<=T`` is named with its threshold."""
 
 
-def _cells(s: dict[str, Any]) -> list[str]:
+def default_threshold(summaries: Sequence[dict[str, Any]]) -> int | None:
+    """The smallest power of two at or above the lowest mean total tokens of the runs (None: no tokens)."""
+    means = [s["total_tokens"]["mean"] for s in summaries
+             if s.get("scored") and not math.isnan(s["total_tokens"]["mean"])]
+    if not means or min(means) <= 0:
+        return None
+    return 2 ** math.ceil(math.log2(max(min(means), 1)))
+
+
+def within(s: dict[str, Any], threshold: int | None) -> float | None:
+    """A summary's accuracy within ``threshold`` total tokens, read off its recorded curve
+    (power-of-two thresholds; another one is recomputed from the run's rows)."""
+    curve = s.get("accuracy_within_tokens") or {}
+    if threshold is None or not curve:
+        return None
+    if str(threshold) in curve:
+        return curve[str(threshold)]
+    keys = sorted(int(k) for k in curve)
+    if threshold >= keys[-1]:
+        return curve[str(keys[-1])]  # the last threshold already covers every problem
+    if threshold < keys[0]:
+        return 0.0  # below the cheapest problem
+    rundir = RunDir(s["run"])
+    rows = [r for r in read_results(rundir.results_path)[0] if not r.get("skipped") and not r.get("verifier_error")]
+    return accuracy_within_tokens(rows, threshold)
+
+
+def _cells(s: dict[str, Any], threshold: int | None = None) -> list[str]:
     acc = s["accuracy"]
     lo, hi = s["ci95"]
     nan = acc is None or (isinstance(acc, float) and math.isnan(acc))
@@ -110,20 +144,27 @@ def _cells(s: dict[str, Any]) -> list[str]:
     return [Path(s["run"]).name, s["label"], problems, "-" if nan else f"{100 * acc:.1f}%",
             "-" if nan else f"{100 * lo:.1f}-{100 * hi:.1f}%", _fmt(s["total_tokens"]["mean"], 1),
             _fmt(s["total_tokens"]["p95"]), _fmt(s["sequential_tokens"]["mean"], 1), _fmt(s["tokens_per_correct"]),
-            _fmt(s["wasted_tokens"]["mean"], 1), _fmt(s["latency_s"]["p50"], 2) + "s", at_k("pass@k"), at_k("maj@k")]
+            _fmt(s["wasted_tokens"]["mean"], 1), _fmt(s.get("ock_score"), 1), _pct(within(s, threshold)),
+            _fmt(s["latency_s"]["p50"], 2) + "s", at_k("pass@k"), at_k("maj@k")]
 
 
-def _grid(summaries: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    rows = [_cells(s) for s in summaries]
+def _pct(x: float | None) -> str:
+    return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _grid(summaries: Sequence[dict[str, Any]], threshold: int | None = None) -> tuple[list[str], list[list[str]]]:
+    threshold = threshold if threshold is not None else default_threshold(summaries)
+    rows = [_cells(s, threshold) for s in summaries]
     keep = [i for i, col in enumerate(_COLUMNS) if col not in ("pass@k", "maj@k") or any(r[i] != "-" for r in rows)]
-    return [_COLUMNS[i] for i in keep], [[r[i] for i in keep] for r in rows]
+    names = [f"acc<={threshold}" if c == "acc<=T" and threshold is not None else c for c in _COLUMNS]
+    return [names[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
-def rich_table(summaries: Sequence[dict[str, Any]], title: str = "ponder eval") -> Any:
-    """The comparison as a rich Table (token columns: means per problem)."""
+def rich_table(summaries: Sequence[dict[str, Any]], title: str = "ponder eval", threshold: int | None = None) -> Any:
+    """The comparison as a rich Table (token columns: means per problem; ``threshold``: of acc<=T)."""
     from rich.table import Table
 
-    columns, rows = _grid(summaries)
+    columns, rows = _grid(summaries, threshold)
     table = Table(title=title)
     for col in columns:
         table.add_column(col, justify="left" if col in ("run", "setting") else "right")
@@ -132,9 +173,9 @@ def rich_table(summaries: Sequence[dict[str, Any]], title: str = "ponder eval") 
     return table
 
 
-def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
-    """The comparison as a GitHub markdown table (token columns: means per problem)."""
-    columns, rows = _grid(summaries)
+def markdown_table(summaries: Sequence[dict[str, Any]], threshold: int | None = None) -> str:
+    """The comparison as a GitHub markdown table (token columns: means per problem; ``threshold``: of acc<=T)."""
+    columns, rows = _grid(summaries, threshold)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -216,13 +257,15 @@ def wide_console() -> Any:
     return console if console.is_terminal else Console(width=160)
 
 
-def compare(paths: Sequence[str | Path], out: str | Path | None = None, console: Any = None) -> dict[str, Any]:
+def compare(paths: Sequence[str | Path], out: str | Path | None = None, console: Any = None,
+            token_threshold: int | None = None) -> dict[str, Any]:
     """Summarise runs side by side: print the table, write compare.md, compare.json and the plot.
 
     Args:
         paths: run directories and/or sweep directories.
         out: where the files go (default: the one directory given, else the runs' common parent).
         console: a rich Console to print to (default: stdout).
+        token_threshold: T of the ``acc<=T`` column (default: `default_threshold` of the runs).
 
     Returns:
         ``{"summaries": [...], "markdown": path, "json": path, "plot": path}``.
@@ -236,10 +279,10 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None, console:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "compare.md", out / "compare.json"
-    write_atomic(md, "# ponder eval comparison\n\n" + markdown_table(summaries))
+    write_atomic(md, "# ponder eval comparison\n\n" + markdown_table(summaries, token_threshold))
     write_atomic(js, to_json(summaries, indent=2) + "\n")
     png = plot(summaries, out / PLOT_NAME)
     console = console or wide_console()
-    console.print(rich_table(summaries))
+    console.print(rich_table(summaries, threshold=token_threshold))
     console.print(f"table: {md}\nplot: {png}")
     return {"summaries": summaries, "markdown": md, "json": js, "plot": png}
