@@ -41,8 +41,8 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ponder.verifiers._normalize import drop_broken_inline_math
 from ponder.verifiers._arith import ARITHMETIC, NotArithmetic, Token, evaluate, tokens
+from ponder.verifiers._normalize import drop_broken_inline_math, rewrite_mixed_numbers
 from ponder.verifiers._text import (
     ANSWER_CUE,
     FINAL_ANSWER,
@@ -54,7 +54,7 @@ from ponder.verifiers._text import (
 __all__ = ["IntegerVerifier", "IntegerVerifierConfig", "canonical_number"]
 
 # Markup that carries no meaning for a number: \text{...} keeps its content, the rest goes.
-_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|bf)\s*\{([^{}]*)\}")
+_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|textnormal|mathrm|mathbf|mbox|bf)\s*\{([^{}]*)\}")
 _NOISE = re.compile(
     r"\^\s*\{?\\circ\}?|\\%|%|\\\$|\$|\\\(|\\\)|\\\[|\\\]|\*\*|\\(?:text|textbf|mathrm|mathbf|bf)\b"
 )
@@ -65,6 +65,12 @@ _TEXT_ANSWER = re.compile(r"\s*\\(?:text|textbf|textrm|mbox)\s*\{[^{}]*[A-Za-z][
 _LIST_GAP = re.compile(r"(?:\s|[,;&–—]|and|or|to|through|nor)+", re.IGNORECASE)
 # Tokens a unit may hold after a number: "km/h", "m/s^2", "cm^{2}", "\$ per item".
 _UNIT_OPS = frozenset({"/", "^", "*", "·", "\\cdot"})
+# Relations: "x \\le 5" or "x < 5" states a bound, not the value 5 (Math-Verify compares the
+# relation whole, so neither a gold nor an answer written so is an integer).
+_RELATIONS = frozenset(
+    {"<", ">", "≤", "≥", "≠", "\\le", "\\leq", "\\ge", "\\geq", "\\lt", "\\gt", "\\ne"}
+    | {"\\neq"}
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,9 @@ def _stands_alone(toks: list[Token], start: int, end: int) -> bool:
     not glued to a word ("3x", "x2", "5th"), not continuing one ("x + 1", "x-1", "3 + x")."""
     before = toks[start - 1] if start > 0 else None
     after = toks[end] if end < len(toks) else None
+    previous = next((t for t in reversed(toks[:start]) if t.kind != "space"), None)
+    if previous is not None and previous.text in _RELATIONS:
+        return False  # "x \\le 5": a bound, not the value
     if any(t is not None and t.kind == "word" for t in (before, after)):
         return False
     # "3:2" or "10:30": a ratio or a time, not an integer (Math-Verify would read the 3)
@@ -209,8 +218,10 @@ class IntegerVerifier:
         """
         if not isinstance(text, str):
             return None
-        # inline math broken across lines is no LaTeX (Math-Verify's tables read nothing there)
-        window = drop_broken_inline_math(answer_window(text, self.config.max_chars))
+        # inline math broken across lines is no LaTeX (Math-Verify's tables read nothing there);
+        # "4 0/9" is the mixed number 4, "4 4/9" no integer (see _normalize)
+        window = answer_window(text, self.config.max_chars)
+        window = rewrite_mixed_numbers(drop_broken_inline_math(window))
         boxed = last_boxed_span(window)
         if boxed is not None and not FINAL_ANSWER.search(window, boxed[2]):
             # "\boxed{3} and \boxed{5}" is the set {3, 5} (as Math-Verify joins boxes), which
@@ -275,6 +286,8 @@ def _boxed_value(content: str) -> str | None:
     if _TEXT_ANSWER.fullmatch(content):
         return None  # "\\text{3 apples}" is a text answer to Math-Verify ("\\text{33}" is 33)
     toks = tokens(_clean(content))
+    if any(t.text in _RELATIONS for t in toks):
+        return None
     if any(t.text in (",", ";") for t in toks):
         return None  # a list, a tuple or several equations (thousands separators are numerals)
     eqs = [i for i, t in enumerate(toks) if t.kind == "eq"]

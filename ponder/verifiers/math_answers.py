@@ -296,6 +296,21 @@ def _kill_all(workers: list[_Worker]) -> None:
         worker.kill()
 
 
+def _final_group(gold: str) -> str:
+    """A gold written as several boxes, read as an answer is: its final group only.
+
+    "\\boxed{1} and and and or thus but \\boxed{2} and \\boxed{3}" is {2, 3}, as lighteval's
+    tables expect (Math-Verify alone joins all three); a gold whose boxes all join is unchanged.
+    """
+    count = gold.count("\\boxed")
+    if count < 2:
+        return gold
+    group = final_boxes(gold)
+    if not group or len(group) >= count:
+        return gold
+    return ", ".join("\\boxed{" + box + "}" for box in group)
+
+
 class MathVerifier:
     r"""Verifies and extracts math answers (numbers, LaTeX expressions, sets, intervals, tuples).
 
@@ -390,7 +405,8 @@ class MathVerifier:
             return None
         window = self._answer(text)
         golds = [
-            normalize_answer(reading[: self.config.max_chars]) for reading in gold_readings(gold)
+            _final_group(normalize_answer(reading[: self.config.max_chars]))
+            for reading in gold_readings(gold)
         ]
         result = self._get_pool().call({"op": "verify", "golds": golds, "text": window}, False)
         return result if result is None or isinstance(result, bool) else False
