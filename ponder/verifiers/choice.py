@@ -4,10 +4,11 @@ The answer is, in this order:
 
 1. the letter in the last `\\boxed{}`;
 2. the letter after the last answer cue: "answer is", "Answer:", "answer would be", "The correct
-   option is", with markup ("**C**", "$C$", `Answer: "C"`) and a few words between ("The answer
+   option is", "réponse est", with markup ("**C**", "$C$", `Answer: "C"`) and a few words between ("The answer
    is for sure D"), as long as none of them negates ("The answer is not A");
 3. the last "(C)" or "**C**";
-4. a letter that opens the reply as a choice: "D. it can't be A or B", "(B) because ...";
+4. a letter that opens the reply as a choice: "D. it can't be A or B", "(B) because ...",
+   "B。不是 A";
    else one that opens its last line: "...\nC. the third option";
 5. the last letter named by a choosing phrase: "therefore I think it's B", "I'd go with C",
    "it is clearly option D", "B is correct", or a concluding word with the letter ending the

@@ -6,7 +6,9 @@ answer is $X$. I hope it is correct." follows it), else the one after the last "
 part. It is computed exactly (`_arith`): `\\boxed{2^5}` is 32, `\\boxed{1{,}033}` is 1033,
 `\\boxed{5!}` is 120 and "12,000,023" is one number, while an expression that is not an integer
 (`\\sqrt 2`, `\\frac{1+\\sqrt5}{2}`) is no integer answer at all, never the last number inside it.
-Nor is a set, list or range: boxes that Math-Verify joins into one answer ("\\boxed{3} and
+Nor is a relation ("x \\le 5", "\\boxed{x < 7}"), an equation whose left side is more than a
+name ("a + 3z = 0": Math-Verify compares it whole), a mixed number ("4 4/9"), a decimal comma
+("0,111" is 0.111), or a set, list or range: boxes that Math-Verify joins into one answer ("\\boxed{3} and
 \\boxed{5}"), a box holding a comma or several equations ("\\boxed{x=5, y=6}"), or numbers
 joined by words ("\\boxed{3 \\text{ or } 4}"), or a text answer ("\\boxed{\\text{3 apples}}", a
 string to Math-Verify); a unit after the number is fine ("60 km/h", "\\boxed{33 \\text{ apples}}").
@@ -24,6 +26,8 @@ tests/fixtures/verifier_tables/integer_aime.jsonl):
 - a cue followed by words is not where the value is: "The answer is not 5; it must be 7" is 7,
   where Math-Verify takes the first number within 50 characters of the cue, 5;
 - a box is one answer: a set is never an integer, even `\\{5\\}`, which Math-Verify unwraps;
+- inline math broken across lines ("Answer $ \\n 9 \\n $") is not read, as Math-Verify's own
+  latex table expects (0.9 with its number fallback reads the 9); "4 0/9" is the mixed number 4;
 - "3!" outside a box may be an exclamation: no answer; "- 5" (a sign set apart) is no answer,
   where Math-Verify drops the sign and reads 5;
 - numbers are read in any markup (`$`, `\\(`, bold), with or without a cue, and plain-text

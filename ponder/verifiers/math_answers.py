@@ -37,9 +37,15 @@ tests/fixtures/verifier_tables/*.jsonl):
   two roots listed match it: `_text.gold_readings`;
 - a gold without `$...$` is read as LaTeX, boxed first ("x^2", "2x", "Evelyn", "(C)"), as eval
   datasets write golds; Math-Verify extracts nothing from it and so calls every answer wrong;
-- plain-text numbers are always extracted, so an answer Math-Verify's latex-only mode would miss
-  (a number on its own line inside `$ ... $`) still counts; tests run at a looser precision
-  than 6 digits, or with set-relation comparison on, disagree accordingly.
+- a gold written as several boxes is its final group, read as an answer is ("\\boxed{1}, but
+  \\boxed{2} and \\boxed{3}" is {2, 3}), as lighteval's tables expect: `_final_group`;
+- the answer text is first brought to what Math-Verify's and lighteval's current test tables
+  expect where 0.9 reads it otherwise (`_normalize.py`): "$\\frac{1}{3}.$" is 1/3 and
+  "$2^{10}.$" is 1024 (punctuation inside the delimiters), "4 4/9" is 40/9 (a mixed number),
+  "有99颗" holds 99, `\\mathrm{e}` is e, and inline math broken across lines
+  ("$ \\n 9 \\n $") is not read at all, where 0.9's plain-number fallback reads the 9;
+- one setting for every answer: Math-Verify's tests that run at a looser precision than 6
+  digits ("0.3333" for 1/3 at 4), or with set-relation comparison on, disagree accordingly.
 """
 
 import json
