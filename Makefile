@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 REAL := $(VENV)/.installed-real
 
-.PHONY: demo test bench clean browser
+.PHONY: demo test test-fast bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,12 @@ browser:
 
 test: $(REAL) browser
 	$(VENV)/bin/python -m pytest -q
+
+# The fast lane while working (a few minutes): no vLLM, OpenAI-server, Ray, trainer or browser tests, and
+# none on the larger real-format models. `make test` (what CI runs) is the whole suite.
+FAST := not vllm and not openai and not ray and not qwen3 and not smollm2 and not trl and not page and not real_model
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not gpu and not network" -k "$(FAST)"
 
 bench: $(REAL)
 	$(VENV)/bin/python bench/engines.py

@@ -15,22 +15,30 @@ import asyncio
 import threading
 from typing import Any
 
-from ponder.controllers import get_controller
+from ponder.controllers import ControllerSpec
 from ponder.types import AnswerKind, Problem, Solution
 
-__all__ = ["Solver", "solve", "asolve", "as_problem"]
+__all__ = ["Solver", "solve", "asolve", "as_problem", "controller_spec"]
 
 
 def as_problem(problem: str | Problem, answer_kind: AnswerKind = "math", gold: str | None = None) -> Problem:
     return problem if isinstance(problem, Problem) else Problem(problem, gold=gold, answer_kind=answer_kind)
 
 
-async def _run(problem: Problem, engine: Any, controller: str, verifier: Any, options: dict[str, Any]) -> Solution:
+def controller_spec(controller: str | ControllerSpec, options: dict[str, Any]) -> ControllerSpec:
+    """The one check of a call's controller and options (a ready spec passes through)."""
+    if isinstance(controller, ControllerSpec):
+        if options:
+            raise ValueError(f"options {', '.join(sorted(options))} given with a ready ControllerSpec; put them in it")
+        return controller
+    return ControllerSpec.of(controller, options)
+
+
+async def _run(problem: Problem, engine: Any, spec: ControllerSpec, verifier: Any) -> Solution:
     from ponder.verifiers import get_verifier, judge
 
-    ctrl = get_controller(controller, **options)
     verifier = verifier or get_verifier(problem.answer_kind)
-    solution = await ctrl.run(problem, engine, verifier=verifier)
+    solution = await spec.controller.run(problem, engine, verifier=verifier)
     if problem.gold is not None:
         solution.correct = judge(solution, problem.gold, verifier)
     return solution
@@ -41,7 +49,8 @@ class Solver:
 
     Args:
         model: path or hub id (default: the embedded tiny reasoner).
-        engine: ``hf``, ``vllm`` or ``openai``, or an Engine object.
+        engine: ``hf``, ``vllm`` or ``openai`` (opened with `ponder.engines.open_engine`), or an
+            Engine object (used as it is).
         ray: serve ``engine`` from a Ray actor pool, e.g. ``{"actors": 4, "address": "auto"}``
             (see `ponder.engines.ray.RayPool` for every option).
         engine_options: passed to the engine's constructor (e.g. ``base_url`` for openai).
@@ -49,33 +58,44 @@ class Solver:
 
     def __init__(self, model: str | None = None, engine: str | Any = "hf", *, ray: dict[str, Any] | None = None,
                  **engine_options: Any) -> None:
-        from ponder.engines import make_engine
+        from ponder.engines import open_engine
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ponder-solver", daemon=True)
         self._thread.start()
-        if ray is not None and isinstance(engine, str):
-            engine_options = {**engine_options, **ray, "engine": engine}
-            engine = "ray"
-        self.engine = make_engine(engine, model=model, **engine_options) if isinstance(engine, str) else engine
+        if isinstance(engine, str):
+            opening = open_engine(engine, ray=ray, model=model, **engine_options)
+            try:
+                engine = asyncio.run_coroutine_threadsafe(opening, self._loop).result()
+            except BaseException:
+                self._stop_loop()
+                raise
+        self.engine = engine
 
-    def solve(self, problem: str | Problem, controller: str = "single", *, verifier: Any = None,
+    def solve(self, problem: str | Problem, controller: str | ControllerSpec = "single", *, verifier: Any = None,
               answer_kind: AnswerKind = "math", gold: str | None = None, **options: Any) -> Solution:
-        """Solve one problem; blocks until the controller returns."""
-        coro = _run(as_problem(problem, answer_kind, gold), self.engine, controller, verifier, options)
+        """Solve one problem with a controller (a registered name and its options, or a ready
+        `ControllerSpec`); blocks until the controller returns."""
+        spec = controller_spec(controller, options)
+        coro = _run(as_problem(problem, answer_kind, gold), self.engine, spec, verifier)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    async def asolve(self, problem: str | Problem, controller: str = "single", *, verifier: Any = None,
-                     answer_kind: AnswerKind = "math", gold: str | None = None, **options: Any) -> Solution:
+    async def asolve(self, problem: str | Problem, controller: str | ControllerSpec = "single", *,
+                     verifier: Any = None, answer_kind: AnswerKind = "math", gold: str | None = None,
+                     **options: Any) -> Solution:
         """The async twin of `solve`, awaitable from any event loop."""
-        coro = _run(as_problem(problem, answer_kind, gold), self.engine, controller, verifier, options)
+        spec = controller_spec(controller, options)
+        coro = _run(as_problem(problem, answer_kind, gold), self.engine, spec, verifier)
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     def close(self) -> None:
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self.engine.aclose(), self._loop).result(timeout=60)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
 
     def __enter__(self) -> Solver:
         return self
@@ -87,7 +107,7 @@ class Solver:
 _solvers: dict[tuple[str | None, str], Solver] = {}
 
 
-def solve(problem: str | Problem, controller: str = "single", *, model: str | None = None, engine: str = "hf",
+def solve(problem: str | Problem, controller: str | ControllerSpec = "single", *, model: str | None = None, engine: str = "hf",
           **options: Any) -> Solution:
     """Solve one problem with a named controller; the engine stays warm for the next call."""
     key = (model, engine)
@@ -96,7 +116,7 @@ def solve(problem: str | Problem, controller: str = "single", *, model: str | No
     return _solvers[key].solve(problem, controller, **options)
 
 
-async def asolve(problem: str | Problem, controller: str = "single", *, model: str | None = None,
+async def asolve(problem: str | Problem, controller: str | ControllerSpec = "single", *, model: str | None = None,
                  engine: str = "hf", **options: Any) -> Solution:
     """The async twin of `solve`."""
     key = (model, engine)

@@ -138,6 +138,9 @@ class ScriptedEngine:
     def unfinished(self) -> int:
         return sum(r.alive for r in self._running)
 
+    async def start(self) -> None:
+        """Ready when made."""
+
     async def aclose(self) -> None:
         for r in self._running:
             r.aborted = True

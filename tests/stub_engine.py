@@ -25,5 +25,8 @@ class StubEngine:
     def unfinished(self) -> int:
         return 0
 
+    async def start(self) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass

@@ -66,7 +66,7 @@ def _ponder(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--controller", "nope"], "--controller must be one of"),
+        (["--controller", "nope"], "unknown controller 'nope'"),
         (["--engine", "gpu9"], "--engine must be one of"),
         (["--temperature", "-1"], "temperature must be a number >= 0"),
         (["--max-tokens", "0"], "--max-tokens must be"),

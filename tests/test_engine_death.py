@@ -259,10 +259,10 @@ import sys
 
 if __name__ == "__main__":
     sys.path.insert(0, {tests!r})
-    import ponder.engines
+    import ponder.engines.registry
     from test_engine_death import DyingEngine
 
-    ponder.engines.make_engine = lambda kind, **options: DyingEngine(int(os.environ["DIE_AFTER"]))
+    ponder.engines.registry.make_engine = lambda kind, **options: DyingEngine(int(os.environ["DIE_AFTER"]))
     from ponder.cli import app
 
     sys.argv[0] = "ponder"
@@ -278,7 +278,12 @@ def test_serve_answers_503_in_openais_shape_once_its_engine_died():
     from ponder.serve.config import ServeConfig
 
     told = []
-    app = create_app(ServeConfig(answer_kind="integer"), lambda: DyingEngine(1), on_engine_error=told.append)
+    async def opened() -> DyingEngine:
+        engine = DyingEngine(1)
+        await engine.start()
+        return engine
+
+    app = create_app(ServeConfig(answer_kind="integer"), opened, on_engine_error=told.append)
     with TestClient(app) as client:
         assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
         assert client.get("/health").status_code == 200

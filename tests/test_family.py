@@ -139,15 +139,32 @@ def test_detection_reads_no_signal_from_stubs():
     assert detect_family(None) is None and detect_family(Stub()) is None and detect_family(object()) is None
 
 
-def test_use_family_sets_the_environment(monkeypatch):
-    from ponder.cli.options import use_family
+async def test_family_travels_on_the_engine_not_the_environment(tmp_path):
+    """``--family`` is checked once (`use_family`), given to `open_engine`, and read by the
+    controllers from the engine; the process environment is left alone."""
+    import os
 
-    use_family(None)
-    assert family_for(name="/models/my-ft").name == "deepseek-r1"
-    use_family("qwen3")
-    assert family_for(name="/models/my-ft").name == "qwen3"
+    from ponder.cli.options import use_family
+    from ponder.controllers.base import make_context
+    from ponder.engines import open_engine
+    from ponder.eval.runner import RunConfig
+    from ponder.types import Problem
+
+    assert use_family(None) is None and use_family("qwen3") == "qwen3" and FAMILY_ENV not in os.environ
     with pytest.raises(ValueError, match="--family must be one of tiny, qwen3"):
         use_family("nope")
+    with pytest.raises(ValueError, match="unknown model family 'nope'"):
+        await open_engine("hf", family="nope")  # before any model loads
+    engine = await open_engine("hf", family="s1")
+    try:
+        assert engine.family == "s1" and make_context(Problem("Compute 1+2"), engine).family.name == "s1"
+        plain = await open_engine("hf")
+        assert make_context(Problem("Compute 1+2"), plain).family.name == "tiny"
+        await plain.aclose()
+    finally:
+        await engine.aclose()
+    identity = RunConfig(out=str(tmp_path), family="qwen3").identity([Problem("x")])
+    assert identity["family"] == "qwen3" and "family" not in RunConfig(out=str(tmp_path)).identity([Problem("x")])
 
 
 @pytest.mark.parametrize("command", [["solve", "Compute 1+2"], ["eval", "--limit", "1"], ["serve"]])

@@ -349,15 +349,27 @@ def test_openai_client_sees_bad_requests_and_bad_keys(server, client):
     assert server.alive() and chat(client, seed=1).choices[0].message.content
 
 
-def test_metrics_count_requests_tokens_and_latency(server):
+def test_metrics_count_requests_tokens_and_latency(server, client):
+    """Counts what this test itself sends (deltas), whatever ran before it."""
+    before = idle(server)
+    ffs = chat(client, extra_body={"ponder": {"controller": "ffs", "n": 4}}, max_tokens=400, seed=7)
+    chat(client, max_tokens=64)
+    with pytest.raises(openai.BadRequestError):
+        chat(client, temperature=-1)
     m = idle(server)
-    assert m['ponder_requests_total{endpoint="chat",status="200"}'] >= 5
-    assert m['ponder_requests_total{endpoint="chat",status="400"}'] >= 1
-    assert m['ponder_request_latency_seconds_count{endpoint="chat"}'] >= 5
+
+    def grew(name: str) -> float:
+        return m.get(name, 0.0) - before.get(name, 0.0)
+
+    assert grew('ponder_requests_total{endpoint="chat",status="200"}') == 2
+    assert grew('ponder_requests_total{endpoint="chat",status="400"}') == 1
+    assert grew('ponder_request_latency_seconds_count{endpoint="chat"}') == 3  # refused ones too
     assert m["ponder_requests_in_flight"] == 0
-    assert m["ponder_generated_tokens_total"] > 0 and m["ponder_aborted_samples_total"] > 0
-    assert m["ponder_samples_total"] >= m["ponder_aborted_samples_total"]
-    assert m["ponder_wasted_tokens_total"] >= 0
+    usage = ffs.usage.model_extra["ponder"]
+    assert grew("ponder_samples_total") == 4 + 1
+    assert grew("ponder_aborted_samples_total") == usage["aborted"] >= 1  # FFS aborted its losers
+    assert grew("ponder_wasted_tokens_total") == usage["wasted_tokens"]
+    assert grew("ponder_generated_tokens_total") >= ffs.usage.completion_tokens > 0
 
 
 def test_readme_client_example(server):
@@ -397,7 +409,7 @@ def test_cli_warns_when_serving_beyond_loopback_without_a_key(monkeypatch):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["-c", "nope"], "--controller must be one of"),
+    (["-c", "nope"], "unknown controller 'nope'"),
     (["-c", "ffs", "-n", "0"], "n must be an integer >= 1"),
     (["--effort", "huge=5"], "effort level must be one of"),
     (["--effort", "low=-1"], "budget must be an integer >= 0"),

@@ -84,14 +84,13 @@ def main(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        use_family(family)
-        engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
+        engine_options, pool = engine_settings(engine, base_url, ray, actors, address, use_family(family))
         if resume and out is None:
             raise ValueError("--resume needs --out (the run directory to continue)")
         options = controller_options(option, n=n, k=k, temperature=temperature, max_tokens=max_tokens, seed=seed,
                                      max_thinking_tokens=max_thinking_tokens)
         base = dict(benchmark=benchmark, data=data, limit=limit, model=model, engine=engine,
-                    base_url=engine_options.get("base_url"), ray=pool, concurrency=concurrency, resume=resume,
+                    base_url=engine_options.get("base_url"), family=engine_options.get("family"), ray=pool, concurrency=concurrency, resume=resume,
                     save_text=save_text)
         configs, problems, out, key, values = _plan(controller, options, sweep, out, base)
     except (ValueError, OSError) as exc:
@@ -133,8 +132,8 @@ def _config(controller: str, options: dict[str, Any], key: str | None, value: An
     return RunConfig(
         out=str(out / sub if key else out), benchmark=base["benchmark"] or (None if data else "arith"),
         data=str(data) if data else None, limit=base["limit"], controller=ctrl, options=opts, model=base["model"],
-        engine=base["engine"], base_url=base["base_url"], ray=base["ray"], concurrency=base["concurrency"],
-        resume=base["resume"], save_text=base["save_text"],
+        engine=base["engine"], base_url=base["base_url"], family=base["family"], ray=base["ray"],
+        concurrency=base["concurrency"], resume=base["resume"], save_text=base["save_text"],
         sweep={"key": key, "value": value, "group": str(out)} if key else None)
 
 
@@ -163,7 +162,7 @@ async def _run_all(configs: list, problems: list, out: Path, key: str | None, va
     console = wide_console()
     for kind in sorted({p.answer_kind for p in problems}):  # workers start while the engine loads
         warm(kind)
-    engine = await build_engine(first.engine, first.model, first.base_url, first.ray)
+    engine = await build_engine(first.engine, first.model, first.base_url, first.ray, first.family)
     try:
         summaries = []
         for config in configs:

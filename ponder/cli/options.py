@@ -10,7 +10,6 @@ Choices come from the registries (engine kinds from `ponder.engines.registry`, a
 
 from __future__ import annotations
 
-import os
 import re
 import traceback
 from typing import Annotated, Any, List, Optional
@@ -73,18 +72,17 @@ def check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) 
         raise ValueError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
 
 
-def use_family(family: str | None) -> None:
-    """Check ``--family`` and make it the family of every model this process runs (through
-    ``$PONDER_FAMILY``, which `ponder.prompts.family_for` reads); None: keep detecting it."""
-    if family is None:
-        return
-    check_choice("--family", family, tuple(FAMILIES))
-    os.environ[FAMILY_ENV] = family
+def use_family(family: str | None) -> str | None:
+    """Check ``--family`` (also read from ``$PONDER_FAMILY``); the command opens its engine with it
+    (`open_engine(..., family=)`). None: read it from the model's tokenizer."""
+    if family is not None:
+        check_choice("--family", family, tuple(FAMILIES))
+    return family
 
 
-def engine_settings(engine: str, base_url: str | None, ray: bool, actors: int,
-                    address: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Validate the engine options; returns (engine constructor options, Ray pool options or None)."""
+def engine_settings(engine: str, base_url: str | None, ray: bool, actors: int, address: str | None,
+                    family: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Validate the engine options; returns (`open_engine` options, Ray pool options or None)."""
     check_choice("--engine", engine, single_engine_kinds())
     if base_url and engine != "openai":
         raise ValueError("--base-url only applies to --engine openai")
@@ -92,7 +90,8 @@ def engine_settings(engine: str, base_url: str | None, ray: bool, actors: int,
         raise ValueError("--actors and --address only apply with --ray")
     if ray and actors < 1:
         raise ValueError(f"--actors must be >= 1 (got {actors})")
-    return ({"base_url": base_url} if base_url else {}), ({"actors": actors, "address": address} if ray else None)
+    options = {**({"base_url": base_url} if base_url else {}), **({"family": family} if family else {})}
+    return options, ({"actors": actors, "address": address} if ray else None)
 
 
 def controller_options(option: list[str], what: str = "--option", **flags: Any) -> dict[str, Any]:

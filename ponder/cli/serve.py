@@ -68,20 +68,18 @@ def serve(
     verbose: Verbose = False,
 ) -> None:
     """Serve the OpenAI API with ponder's controllers, and the race page at / (Ctrl-C stops it)."""
-    from ponder.controllers import REGISTRY, get_controller
+    from ponder.controllers import ControllerSpec
     from ponder.engines.models import resolve_model
     from ponder.engines.ray import PoolError
 
     try:
-        check_choice("--controller", controller, tuple(sorted(REGISTRY)))
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
-        use_family(family)
-        engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
+        engine_options, pool = engine_settings(engine, base_url, ray, actors, address, use_family(family))
         if max_model_len is not None:
             engine_options["max_model_len"] = max_model_len
         options = controller_options(option, n=n, k=k, temperature=temperature, max_tokens=max_tokens,
                                      max_thinking_tokens=max_thinking_tokens)
-        get_controller(controller, **dict(options))  # validate before loading a model
+        ControllerSpec.of(controller, options)  # the server's default, checked before a model loads
         path = resolve_model(model)
         cfg = _config(controller, options, answer_kind, served_model_name or (model if model not in (None, "tiny")
                                                                                  else "tiny-reasoner"),
@@ -102,25 +100,27 @@ def serve(
         fail(str(exc), code=1)
 
 
+SERVE_FLAGS = {"max_n": "--max-n", "max_samples": "--max-samples", "max_tokens": "--max-request-tokens",
+               "max_body_bytes": "--max-body-bytes", "progress_s": "--progress-interval", "effort": "--effort"}
+"""`ServeConfig` fields -> the ``ponder serve`` flags that set them."""
+
+
 def _config(controller, options, answer_kind, served_name, path, api_key, effort, max_n, max_samples,
             max_request_tokens, max_body_bytes, progress_interval):
     from ponder.options import parse_assignments
     from ponder.serve.config import ServeConfig
 
-    limits = {"--max-n": max_n, "--max-samples": max_samples, "--max-request-tokens": max_request_tokens,
-              "--max-body-bytes": max_body_bytes}
-    for flag, value in limits.items():
-        if value < 1:
-            raise ValueError(f"{flag} must be an integer >= 1 (got {value})")
-    if not progress_interval > 0:
-        raise ValueError(f"--progress-interval must be > 0 seconds (got {progress_interval})")
     table = {}
     for level, value in parse_assignments(effort, "--effort").items():
         table[level] = None if value in (None, "none") else value
-    return ServeConfig(controller=controller, options=tuple(options.items()), answer_kind=answer_kind,
-                       served_name=served_name, model_path=path, api_key=api_key, max_n=max_n,
-                       max_samples=max_samples, max_tokens=max_request_tokens, max_body_bytes=max_body_bytes,
-                       effort=tuple(table.items()) or ServeConfig.effort, progress_s=progress_interval)
+    try:  # ServeConfig checks its limits; its message names the field, the user typed the flag
+        return ServeConfig(controller=controller, options=tuple(options.items()), answer_kind=answer_kind,
+                           served_name=served_name, model_path=path, api_key=api_key, max_n=max_n,
+                           max_samples=max_samples, max_tokens=max_request_tokens, max_body_bytes=max_body_bytes,
+                           effort=tuple(table.items()) or ServeConfig.effort, progress_s=progress_interval)
+    except ValueError as exc:
+        field = str(exc).split(" ", 1)[0]
+        raise ValueError(str(exc).replace(field, SERVE_FLAGS.get(field, field), 1)) from None
 
 
 def _loopback(host: str) -> bool:
@@ -137,12 +137,10 @@ def _run(cfg, model, engine, engine_options, pool, host, port, log_level, verbos
 
     from ponder.serve import create_app
 
-    def make():
-        from ponder.engines import make_engine
+    def opener():
+        from ponder.engines import open_engine
 
-        if pool is not None:
-            return make_engine("ray", model=model, engine=engine, **pool, **engine_options)
-        return make_engine(engine, model=model, **engine_options)
+        return open_engine(engine, ray=pool, model=model, **engine_options)
 
     server: uvicorn.Server | None = None
 
@@ -150,7 +148,7 @@ def _run(cfg, model, engine, engine_options, pool, host, port, log_level, verbos
         if server is not None:
             server.should_exit = True
 
-    app = create_app(cfg, make, on_engine_error=stop)
+    app = create_app(cfg, opener, on_engine_error=stop)
     # loop="asyncio": under uvloop the hf engine's decode steps (torch in a worker thread) ran 5-50x
     # slower on this 2-core machine (bench/serve.py and a step-timing probe; the loop itself was idle)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, loop="asyncio",

@@ -58,23 +58,21 @@ def solve(
     verbose: Verbose = False,
 ) -> None:
     """Solve one problem and print the answer, the traces and the token accounting."""
-    from ponder.controllers import REGISTRY, get_controller
+    from ponder.controllers import ControllerSpec
     from ponder.engines.base import EngineError
     from ponder.engines.ray import PoolError  # stdlib-only module: ray itself loads with a pool
 
     out = _json_stdout() if as_json else None
     try:
-        check_choice("--controller", controller, tuple(sorted(REGISTRY)))
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
-        use_family(family)
-        engine_options, pool = engine_settings(engine, base_url, ray, actors, address)
+        engine_options, pool = engine_settings(engine, base_url, ray, actors, address, use_family(family))
         options = controller_options(
             option, n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens,
             min_thinking_tokens=min_thinking_tokens, extend=extend, answer_tokens=answer_tokens,
             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-        get_controller(controller, **dict(options))  # validate options before loading a model
-        _warn_about_format(problem, model)
-        solution = _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options)
+        spec = ControllerSpec.of(controller, options)  # checked once, before a model loads
+        _warn_about_format(problem, model, family)
+        solution = _solve(problem, spec, model, engine, pool, engine_options, answer_kind, gold)
     except EngineError as exc:
         engine_failed(exc, verbose)
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
@@ -104,23 +102,23 @@ def _json_stdout():
     return os.fdopen(real, "w")
 
 
-def _warn_about_format(problem: str, model: str | None) -> None:
+def _warn_about_format(problem: str, model: str | None, family: str | None) -> None:
     """A prompt outside the model's trained input format (the tiny reasoner's sums) is said on stderr."""
     from ponder.engines.models import resolve_model
     from ponder.prompts import family_for
 
-    _, warning = family_for(name=resolve_model(model)).format_problem(problem)
+    _, warning = family_for(name=resolve_model(model), family=family).format_problem(problem)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
 
 
-def _solve(problem, controller, model, engine, pool, engine_options, answer_kind, gold, options):
+def _solve(problem, spec, model, engine, pool, engine_options, answer_kind, gold):
     from ponder.sdk import Solver
     from ponder.verifiers import warm
 
     warm(answer_kind)  # its worker starts while the engine loads
     with Solver(model, engine, ray=pool, **engine_options) as solver:
-        return solver.solve(problem, controller, answer_kind=answer_kind, gold=gold, **options)
+        return solver.solve(problem, spec, answer_kind=answer_kind, gold=gold)
 
 
 def _print_solution(solution) -> None:

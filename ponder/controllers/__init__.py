@@ -32,9 +32,11 @@ from ponder.controllers.policy import Plain, SamplePolicy
 from ponder.controllers.exit import force_answer
 from ponder.controllers.probe import Probe
 from ponder.controllers.single import Single
+from ponder.controllers.spec import ControllerSpec
 
 __all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "Adaptive", "FirstFinish", "BudgetForcing", "DeepConf",
-           "Probe", "Plain", "SAMPLE_POLICIES", "SamplePolicy", "force_answer", "get_controller", "controller_class"]
+           "Probe", "Plain", "SAMPLE_POLICIES", "SamplePolicy", "force_answer", "get_controller", "controller_class",
+           "ControllerSpec", "UnknownController"]
 
 REGISTRY: dict[str, str] = {
     "single": "ponder.controllers.single:Single",
@@ -52,10 +54,14 @@ SAMPLE_POLICIES: dict[str, type] = {"plain": Plain, "budget_forcing": BudgetForc
 """Per-sample policy name (``sample=NAME``) -> its class."""
 
 
+class UnknownController(ValueError):
+    """A controller name that is not in `REGISTRY`."""
+
+
 def controller_class(name: str) -> type:
-    """The class registered as ``name``."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown controller {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    """The class registered as ``name`` (`UnknownController` if none is)."""
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise UnknownController(f"unknown controller {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
     module, _, attr = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 

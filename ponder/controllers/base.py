@@ -72,7 +72,8 @@ def check_n(controller: str, n: Any) -> None:
 
 
 def make_context(problem: Problem, engine: Any, verifier: Any = None, family: str | None = None) -> SampleContext:
-    """Render the problem for the engine's model family (and warm the verifier's workers)."""
+    """Render the problem for the engine's model family (``family``, else the one the engine was
+    opened with, else read from its tokenizer), and warm the verifier's workers."""
     warm(verifier)
-    fam = family_for(engine.tokenizer, engine.model_name, family)
+    fam = family_for(engine.tokenizer, engine.model_name, family or getattr(engine, "family", None))
     return SampleContext(engine, render(engine.tokenizer, problem.prompt, fam), fam, verifier)

@@ -5,6 +5,7 @@ implements `Engine.stream`. Closing the stream's iterator, or cancelling the tas
 aborts the request inside the engine: no tokens are generated for it after the abort takes
 effect. `EngineStats` counts what each engine really generated, so tests and benchmarks can check
 abort claims from the engine's own numbers rather than from what the caller happened to read.
+Engines are opened with `ponder.engines.open_engine`, which awaits ``start()``.
 An engine may also offer ``async settle()``: return once every requested abort has taken effect.
 An engine that cannot start, or dies, raises `EngineError` from ``start``/``stream``: one line
 naming the engine, the model and the root cause, for every request from then on.
@@ -60,6 +61,14 @@ class Engine(Protocol):
     model_name: str
     """The model path or id the engine serves (used to pick the model family)."""
     stats: EngineStats
+    # Optional: ``family``, the model family's name when it was given rather than read from the
+    # tokenizer (`open_engine(..., family=...)`); controllers render prompts with it.
+
+    async def start(self) -> Any:
+        """Get ready to serve: load or connect (vLLM's engine core, a server's model list); at once
+        for an engine that is ready when made. `ponder.engines.open_engine` awaits it, so a bad model
+        fails before any request. Raises `EngineError` when the engine cannot start."""
+        ...
 
     def stream(
         self, prompt_ids: list[int], params: SamplingParams, *, request_id: str | None = None

@@ -160,6 +160,9 @@ class HFEngine:
         while any(r.aborted for r in self._in_step):
             await asyncio.sleep(0.001)
 
+    async def start(self) -> None:
+        """Ready when made (the model loads in the constructor)."""
+
     async def aclose(self) -> None:
         for req in self._pending + self._batch.reqs:
             req.aborted = True

@@ -31,8 +31,8 @@ from ponder.engines.base import EngineError
 from ponder.eval.store import ResultsWriter, RunDir, RunLock
 from ponder.types import Problem
 
-__all__ = ["RunConfig", "RunResult", "RunAborted", "EngineStartError", "prepare", "run_eval", "evaluate", "run_and_summarise", "build_engine",
-           "label"]
+__all__ = ["RunConfig", "RunResult", "RunAborted", "EngineStartError", "prepare", "run_eval", "evaluate", "run_and_summarise",
+           "build_engine"]
 
 
 class EngineStartError(ValueError):
@@ -65,6 +65,8 @@ class RunConfig:
     """Engine kind: hf, vllm or openai."""
     base_url: str | None = None
     """Server root for the openai engine."""
+    family: str | None = None
+    """The model family (``--family``); None: read from the model's tokenizer."""
     ray: Mapping[str, Any] | None = None
     """Serve ``engine`` from a Ray actor pool: ``{"actors": N, "address": A or None}`` (None: in-process)."""
     concurrency: int = 16
@@ -75,6 +77,15 @@ class RunConfig:
     """Store every trace's text in the rows (large)."""
     sweep: Mapping[str, Any] | None = None
     """Set for a member of a sweep: ``{"key", "value", "values"}``, used to draw curves."""
+    spec: Any = field(init=False, repr=False, compare=False)
+    """The controller and its options, checked and built once here (`ControllerSpec`)."""
+
+    def __post_init__(self) -> None:
+        from ponder.controllers import ControllerSpec
+
+        if not (isinstance(self.concurrency, int) and self.concurrency >= 1):
+            raise ValueError(f"--concurrency must be >= 1 (got {self.concurrency})")
+        object.__setattr__(self, "spec", ControllerSpec.of(self.controller, self.options))
 
     def identity(self, problems: list[Problem]) -> dict[str, Any]:
         """What must match for results to be comparable (and resumable) in one directory."""
@@ -83,13 +94,8 @@ class RunConfig:
         return {"benchmark": self.benchmark or "file", "data": Path(self.data).name if self.data else None,
                 "data_sha256": digest, "limit": self.limit, "problems": len(problems), "problem_ids": ids,
                 "controller": self.controller, "options": dict(sorted(self.options.items())),
-                "model": self.model or "tiny-reasoner", "engine": self.engine}
-
-
-def label(controller: str, options: Mapping[str, Any]) -> str:
-    """A short name of a setting: ``ffs n=8``."""
-    shown = " ".join(f"{k}={v}" for k, v in sorted(options.items()) if k != "seed")
-    return f"{controller} {shown}".strip()
+                "model": self.model or "tiny-reasoner", "engine": self.engine,
+                **({"family": self.family} if self.family else {})}  # absent when read from the model
 
 
 @dataclass
@@ -109,16 +115,12 @@ class RunResult:
 
 
 def prepare(config: RunConfig, problems: list[Problem]) -> tuple[RunDir, dict[str, Any]]:
-    """Validate the controller options and the run directory (writes nothing)."""
-    from ponder.controllers import get_controller
-
-    if config.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1 (got {config.concurrency})")
-    get_controller(config.controller, **dict(config.options))
+    """Check the run directory against the run (writes nothing; the options were checked when
+    ``config`` was made)."""
     rundir = RunDir(config.out)
     identity = config.identity(problems)
     rundir.check(identity, config.resume)
-    record = {"identity": identity, "label": label(config.controller, config.options),
+    record = {"identity": identity, "label": config.spec.label(),
               "settings": {"concurrency": config.concurrency, "base_url": config.base_url,
                            "ray": dict(config.ray) if config.ray else None,
                            "save_text": config.save_text},
@@ -127,28 +129,21 @@ def prepare(config: RunConfig, problems: list[Problem]) -> tuple[RunDir, dict[st
 
 
 async def build_engine(kind: str, model: str | None = None, base_url: str | None = None,
-                       ray: Mapping[str, Any] | None = None) -> Any:
-    """Make (and for vLLM start) an engine, so that a bad model fails before any problem runs.
-
-    With ``ray`` ({"actors", "address"}) the engine is a Ray actor pool of ``kind`` engines."""
-    from ponder.engines import make_engine
+                       ray: Mapping[str, Any] | None = None, family: str | None = None) -> Any:
+    """`open_engine`, with a failure that is not already an `EngineError` said in one line, so that
+    a bad model fails before any problem runs. With ``ray`` the engine is a Ray actor pool."""
+    from ponder.engines import open_engine
     from ponder.benchmarks.data import first_line
 
-    options = {"base_url": base_url} if base_url else {}
     try:
-        if ray:
-            engine = make_engine("ray", engine=kind, model=model, **dict(ray), **options)
-            kind = f"ray pool of {kind}"
-        else:
-            engine = make_engine(kind, model=model, **options)
-        if hasattr(engine, "start"):
-            await engine.start()
+        return await open_engine(kind, ray=ray, family=family, model=model,
+                                 **({"base_url": base_url} if base_url else {}))
     except EngineError:  # already one line naming the engine, the model and the cause
         raise
     except Exception as exc:
-        raise EngineStartError(f"cannot start the {kind} engine with model {model or 'tiny-reasoner'}: "
+        what = f"ray pool of {kind}" if ray else kind
+        raise EngineStartError(f"cannot start the {what} engine with model {model or 'tiny-reasoner'}: "
                                f"{first_line(exc)}") from exc
-    return engine
 
 
 class _Run:
@@ -246,7 +241,7 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
         config: the run.
         problems: the benchmark's problems (``load_problems``).
         engine: a ready engine (``build_engine``); not closed here.
-        controller: a controller object to use instead of ``get_controller(config.controller, ...)``.
+        controller: a controller object to use instead of ``config.spec.controller``.
         progress: show the rich progress bar.
         console: the rich console for the bar.
 
@@ -266,10 +261,9 @@ async def run_eval(config: RunConfig, problems: list[Problem], engine: Any, *, c
 async def _run_locked(config: RunConfig, problems: list[Problem], engine: Any, rundir: RunDir,
                       record: dict[str, Any], controller: Any, progress: bool, console: Any) -> RunResult:
     """The body of `run_eval`, run while this process holds the folder's lock."""
-    from ponder.controllers import get_controller
     from ponder.eval.progress import RunProgress
 
-    controller = controller or get_controller(config.controller, **dict(config.options))
+    controller = controller or config.spec.controller
     rundir.commit(record)
     rows = list(rundir.done)
     done = {str(r["id"]) for r in rows}
@@ -322,7 +316,7 @@ async def evaluate(config: RunConfig, problems: list[Problem] | None = None, eng
     problems = problems if problems is not None else load_problems(config.benchmark, config.data, config.limit)
     prepare(config, problems)
     own = engine is None
-    engine = engine or await build_engine(config.engine, config.model, config.base_url)
+    engine = engine or await build_engine(config.engine, config.model, config.base_url, config.ray, config.family)
     try:
         return await run_and_summarise(config, problems, engine, progress=progress, console=console)
     finally:

@@ -89,7 +89,8 @@ FAMILIES: dict[str, ModelFamily] = {
 
 
 def family_for(tokenizer: Any = None, name: str | None = None, family: str | None = None) -> ModelFamily:
-    """Pick the family: the explicit ``family``, else ``$PONDER_FAMILY`` (what ``--family`` sets), else
+    """Pick the family: the explicit ``family`` (``--family``: the engine carries it), else
+    ``$PONDER_FAMILY`` (for programs that open engines themselves), else
     the tiny reasoner by name, else detected from the tokenizer's added tokens and chat template
     (`detect_family`), else from the model name, else ``deepseek-r1`` with a one-time warning.
 

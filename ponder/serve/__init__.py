@@ -4,7 +4,7 @@ with a live page that shows the samples race.
     ponder serve -c ffs -n 8                       # then any OpenAI client, or http://127.0.0.1:8000/
 
     from ponder.serve import ServeConfig, create_app
-    app = create_app(ServeConfig(controller="ffs", options=(("n", 8),)), lambda: make_engine("hf"))
+    app = create_app(ServeConfig(controller="ffs", options=(("n", 8),)), lambda: open_engine("hf"))
 
 Modules: config.py (settings, the reasoning-effort table), protocol.py (requests -> `Job`s),
 run.py (a controller run per choice), lanes.py (watching each sample stream), text.py (thinking

@@ -5,8 +5,8 @@ the race page, health and metrics.
     GET  /v1/models   GET /health   GET /metrics
     GET  / (the race page; its files under /page/, its settings from /ponder/config)
 
-One engine per process, made by ``engine_factory`` when the app starts (``await engine.start()``
-when it has one) and closed when it stops. Bad input is answered 400 with OpenAI's error shape
+One engine per process, opened by ``engine_opener`` when the app starts (`ponder.engines.open_engine`)
+and closed when it stops. Bad input is answered 400 with OpenAI's error shape
 (``{"error": {"message", "type", "param", "code"}}``), a wrong or missing API key 401, an unknown
 model 404; the server stays up. A client that goes away aborts its request's samples in the engine.
 An engine that cannot start fails the app's start-up; one that dies (`EngineError`) turns /health
@@ -14,7 +14,7 @@ and every request into a 503 in OpenAI's error shape (code ``engine_dead``), at 
 hanging, and calls ``on_engine_error`` (``ponder serve`` then stops, exit status 2: a supervisor
 restarts it; the engine itself is not restarted in-process).
 
-    app = create_app(ServeConfig(controller="ffs"), lambda: make_engine("hf"))
+    app = create_app(ServeConfig(controller="ffs"), lambda: open_engine("hf"))
     uvicorn.run(app, host="127.0.0.1", port=8000)       # what `ponder serve` does
 """
 
@@ -28,7 +28,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -56,9 +56,9 @@ log = logging.getLogger("ponder.serve")
 class _Server:
     """The state of one app: its settings, its engine and its metrics."""
 
-    def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], Any],
+    def __init__(self, cfg: ServeConfig, engine_opener: Callable[[], Awaitable[Any]],
                  on_engine_error: Callable[[EngineError], None] | None = None) -> None:
-        self.cfg, self.engine_factory, self.on_engine_error = cfg, engine_factory, on_engine_error
+        self.cfg, self.engine_opener, self.on_engine_error = cfg, engine_opener, on_engine_error
         self.engine: Any = None
         self.error: EngineError | None = None
         """Why the engine could not start or died; set once, then everything answers 503."""
@@ -69,19 +69,16 @@ class _Server:
     async def lifespan(self, app: Starlette):
         warm(self.cfg.answer_kind)  # the verifier's worker starts while the engine loads
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        self.engine = self.engine_factory()  # nothing is served until it is loaded
-        if threading.current_thread() is threading.main_thread():
-            for sig, handler in handlers.items():  # ray.init replaces them: keep uvicorn's graceful stop
-                if handler is not None:
-                    signal.signal(sig, handler)
-        if hasattr(self.engine, "start"):
-            try:
-                await self.engine.start()
-            except EngineError as exc:
-                self.error = exc
-                engine, self.engine = self.engine, None
-                await engine.aclose()
-                raise
+        try:
+            self.engine = await self.engine_opener()  # started; nothing is served until it is loaded
+        except EngineError as exc:
+            self.error = exc
+            raise
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():  # ray.init replaces them: keep uvicorn's graceful stop
+                    if handler is not None:
+                        signal.signal(sig, handler)
         try:
             yield
         finally:
@@ -250,11 +247,12 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(f"internal error: {exc!r}", "server_error", None, "server_error"), status_code=500)
 
 
-def create_app(cfg: ServeConfig, engine_factory: Callable[[], Any],
+def create_app(cfg: ServeConfig, engine_opener: Callable[[], Awaitable[Any]],
                on_engine_error: Callable[[EngineError], None] | None = None) -> Starlette:
-    """The ``ponder serve`` app; ``engine_factory`` makes the one engine when the app starts;
+    """The ``ponder serve`` app; ``engine_opener`` opens the one engine when the app starts (an async
+    function returning a started engine: ``lambda: open_engine("vllm", model=...)``);
     ``on_engine_error`` is called once if that engine dies (``app.state.server.error`` says why)."""
-    server = _Server(cfg, engine_factory, on_engine_error)
+    server = _Server(cfg, engine_opener, on_engine_error)
 
     async def chat(request: Request) -> Response:
         return await server.generate(request, "chat")

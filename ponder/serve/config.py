@@ -64,6 +64,8 @@ class ServeConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+        if not (isinstance(self.progress_s, (int, float)) and self.progress_s > 0):
+            raise ValueError(f"progress_s must be > 0 seconds (got {self.progress_s!r})")
         for level, budget in self.effort:
             if level not in EFFORT_LEVELS:
                 raise ValueError(f"effort level must be one of {', '.join(EFFORT_LEVELS)} (got {level!r})")

@@ -17,6 +17,10 @@ What a request may say, and what it means here:
   sample, for the race page) and any controller option (``n``, ``k``, ``min_thinking_tokens``,
   ``extend``, ...); these override everything above.
 
+The body's shape is declared in `ponder.serve.requests` (pydantic); the controller and its options
+are checked once, by building the request's `ControllerSpec`; what stays here is the server's own
+limits and the precedence of the ways to ask for a thinking budget.
+
     job = parse_chat(json.loads(body), ServeConfig())
 """
 
@@ -26,15 +30,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.controllers import REGISTRY, get_controller
-from ponder.serve.config import EFFORT_LEVELS, ServeConfig
-from ponder.types import ANSWER_KINDS
+from pydantic import ValidationError
+
+from ponder.controllers import ControllerSpec, UnknownController
+from ponder.serve.config import ServeConfig
+from ponder.serve.requests import ChatRequest, CompletionRequest, first_error
 
 __all__ = ["RequestError", "Job", "error_body", "parse_json", "parse_chat", "parse_completion"]
 
 UNSUPPORTED = {"logprobs": "log-probabilities", "top_logprobs": "log-probabilities", "tools": "tool calls",
                "functions": "function calls", "echo": "echo", "suffix": "suffix"}
-RESERVED = {"controller", "answer_kind", "lanes"}
+SAMPLING_PARAMS = ("temperature", "top_p", "seed", "max_completion_tokens", "max_tokens")
+"""Body fields that become the controller's sampling settings (an error about one names it)."""
 
 
 class RequestError(Exception):
@@ -65,10 +72,8 @@ class Job:
     """System message text put in front of the problem, if any."""
     model: str
     """The model name the request used (echoed in the response)."""
-    controller: str
-    """Registered controller name."""
-    options: tuple[tuple[str, Any], ...]
-    """Controller options (sampling settings included), before per-choice seeds."""
+    spec: ControllerSpec
+    """The controller with its options (sampling settings included), built once for the request."""
     n: int = 1
     """Independent controller runs per prompt (OpenAI's ``n``)."""
     stream: bool = False
@@ -84,21 +89,17 @@ class Job:
     lanes: bool = False
     """Streaming: also send every sample's text as it grows (chunks with a ``ponder`` field)."""
 
+    @property
+    def controller(self) -> str:
+        return self.spec.name
+
     def runs(self) -> list[tuple[int, int]]:
         """(choice index, prompt index) for every controller run, in choice order."""
         return [(p * self.n + j, p) for p in range(len(self.prompts)) for j in range(self.n)]
 
-    def options_for(self, choice: int) -> dict[str, Any]:
-        """The controller options of one choice: its own block of seeds."""
-        options = dict(self.options)
-        if options.get("seed") is not None:
-            options["seed"] = options["seed"] + (choice % self.n) * _samples(options)
-        return options
-
-
-def _samples(options: dict[str, Any]) -> int:
-    n = options.get("n", 1)
-    return n if isinstance(n, int) and n > 0 else 1
+    def controller_for(self, choice: int) -> Any:
+        """The controller of one choice: its own block of seeds (seed + j * samples + i)."""
+        return self.spec.reseeded((choice % self.n) * getattr(self.spec.controller, "n", 1))
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -111,178 +112,103 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _validate(model: type, body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        param, message = first_error(exc)
+        raise RequestError(message, param or None) from None
+
+
 def parse_chat(body: dict[str, Any], cfg: ServeConfig) -> Job:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("messages must be a non-empty list of {role, content} objects", "messages")
-    system, problem = [], None
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise RequestError(f"messages[{i}] must be an object with a role", f"messages[{i}]")
-        text = _content(message.get("content"), f"messages[{i}].content")
-        if message["role"] in ("system", "developer"):
-            system.append(text)
-        elif message["role"] == "user":
-            problem = text
-    if problem is None or not problem.strip():
+    request = _validate(ChatRequest, body)
+    system = [m.content for m in request.messages if m.role in ("system", "developer")]
+    users = [m.content for m in request.messages if m.role == "user"]
+    if not users or not users[-1].strip():
         raise RequestError("messages needs a user message with the problem (the last one is used)", "messages")
-    return _job(body, cfg, "chat", (problem,), "\n\n".join(s for s in system if s) or None)
+    return _job(request, body, cfg, "chat", (users[-1],), "\n\n".join(s for s in system if s) or None)
 
 
 def parse_completion(body: dict[str, Any], cfg: ServeConfig) -> Job:
-    prompt = body.get("prompt")
-    prompts = [prompt] if isinstance(prompt, str) else prompt
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise RequestError("prompt must be a string or a list of strings (token-id prompts are not supported)",
-                           "prompt")
-    if len(prompts) > cfg.max_prompts:
-        raise RequestError(f"at most {cfg.max_prompts} prompts per request (got {len(prompts)})", "prompt",
+    request = _validate(CompletionRequest, body)
+    if len(request.prompt) > cfg.max_prompts:
+        raise RequestError(f"at most {cfg.max_prompts} prompts per request (got {len(request.prompt)})", "prompt",
                            "over_limit")
-    if not all(p.strip() for p in prompts):
-        raise RequestError("prompt must not be empty", "prompt")
-    return _job(body, cfg, "completion", tuple(prompts), None)
+    return _job(request, body, cfg, "completion", request.prompt, None)
 
 
-def _content(content: Any, param: str) -> str:
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        if any(p.get("type") != "text" or not isinstance(p.get("text"), str) for p in content):
-            raise RequestError("only text content parts are supported", param)
-        return "".join(p["text"] for p in content)
-    raise RequestError("content must be a string or a list of text parts", param)
-
-
-def _job(body: dict[str, Any], cfg: ServeConfig, kind: str, prompts: tuple[str, ...], system: str | None) -> Job:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
+def _job(request: Any, body: dict[str, Any], cfg: ServeConfig, kind: str, prompts: tuple[str, ...],
+         system: str | None) -> Job:
+    if not request.model:
         raise RequestError(f"model is required (this server serves `{cfg.served_name}`)", "model")
-    if model not in (cfg.served_name, cfg.model_path):
-        raise RequestError(f"The model `{model}` does not exist; this server serves `{cfg.served_name}`", "model",
-                           "model_not_found", status=404)
+    if request.model not in (cfg.served_name, cfg.model_path):
+        raise RequestError(f"The model `{request.model}` does not exist; this server serves `{cfg.served_name}`",
+                           "model", "model_not_found", status=404)
     for key, what in UNSUPPORTED.items():
         if body.get(key) not in (None, False, []):
             raise RequestError(f"ponder serve does not support {what} ({key})", key, "unsupported")
-    n = _int(body, "n", 1, cfg.max_n, 1)
-    stream = _bool(body, "stream", False)
-    options_ = body.get("stream_options") or {}
-    if not isinstance(options_, dict):
-        raise RequestError("stream_options must be an object", "stream_options")
-    ponder = body.get("ponder") or {}
-    if not isinstance(ponder, dict):
-        raise RequestError("ponder must be an object of controller options", "ponder")
-    reasoning = body.get("reasoning") or {}
-    if not isinstance(reasoning, dict):
-        raise RequestError("reasoning must be an object {effort, max_tokens, exclude}", "reasoning")
-    include = _bool(body, "include_reasoning", True) and not _bool(reasoning, "exclude", False, "reasoning.exclude")
-    controller, options, answer_kind = _controller(body, ponder, reasoning, cfg)
-    lanes = _bool(ponder, "lanes", False, "ponder.lanes")
-    return Job(kind, prompts, system, model, controller, tuple(options.items()), n, stream,
-               _bool(options_, "include_usage", False, "stream_options.include_usage"), include,
-               _stop(body.get("stop")), answer_kind, lanes)
+    if request.n > cfg.max_n:
+        raise RequestError(f"n {request.n} is over this server's limit of {cfg.max_n}", "n", "over_limit")
+    ponder, reasoning = request.ponder, request.reasoning
+    include = request.include_reasoning and not (reasoning is not None and reasoning.exclude)
+    spec = _spec(request, cfg)
+    return Job(kind, prompts, system, request.model, spec, request.n, request.stream,
+               bool(request.stream_options and request.stream_options.include_usage), include, request.stop,
+               (ponder and ponder.answer_kind) or cfg.answer_kind, bool(ponder and ponder.lanes))
 
 
-def _controller(body: dict[str, Any], ponder: dict[str, Any], reasoning: dict[str, Any],
-                cfg: ServeConfig) -> tuple[str, dict[str, Any], str]:
-    name = ponder.get("controller", cfg.controller)
-    if name not in REGISTRY:
-        raise RequestError(f"unknown controller {name!r}; choose one of {', '.join(sorted(REGISTRY))}",
-                           "ponder.controller", "unknown_controller")
-    answer_kind = ponder.get("answer_kind", cfg.answer_kind)
-    if answer_kind not in ANSWER_KINDS:
-        raise RequestError(f"answer_kind must be one of {', '.join(ANSWER_KINDS)} (got {answer_kind!r})",
-                           "ponder.answer_kind")
+def _spec(request: Any, cfg: ServeConfig) -> ControllerSpec:
+    """The request's controller, built (and so checked) once, then held to the server's limits."""
+    ponder = request.ponder
+    name = (ponder and ponder.controller) or cfg.controller
     options = dict(cfg.options) if name == cfg.controller else {}
-    for key, ok, rule in (("temperature", lambda v: v >= 0, ">= 0"), ("top_p", lambda v: 0 < v <= 1, "in (0, 1]")):
-        value = body.get(key)
-        if value is not None:
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
-                raise RequestError(f"{key} must be a number {rule} (got {value!r})", key)
-            options[key] = value
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if limit is not None:
-        options["max_tokens"] = limit
-    if body.get("seed") is not None:
-        options["seed"] = body["seed"]
-    budget = _thinking_budget(body, reasoning, cfg)
+    given = {key: getattr(request, key) for key in SAMPLING_PARAMS if getattr(request, key) is not None}
+    options.update({("max_tokens" if key == "max_completion_tokens" else key): value
+                    for key, value in reversed(given.items())})  # max_completion_tokens wins
+    budget = _thinking_budget(request, cfg)
     if budget != "unset":
         options["max_thinking_tokens"] = budget
-    for key, value in ponder.items():
+    for key, value in (ponder.controller_options() if ponder else {}).items():
         if key in ("sample", "sampling"):
             raise RequestError("give sampling and budget options by name (temperature, max_thinking_tokens, ...), "
                                f"not as {key}", f"ponder.{key}")
-        if key not in RESERVED:
-            options[key] = value
-    _check(options, cfg)
+        options[key] = value
     try:
-        get_controller(name, **dict(options))
+        spec = ControllerSpec.of(name, options)
+    except UnknownController as exc:
+        raise RequestError(str(exc), "ponder.controller", "unknown_controller") from None
     except (ValueError, TypeError) as exc:
-        raise RequestError(str(exc), "ponder") from None
-    return name, options, answer_kind
+        field = next((k for k in given if str(exc).startswith(("max_tokens" if k.startswith("max_") else k) + " ")),
+                     None)
+        raise RequestError(str(exc), field or "ponder") from None
+    _limits(spec, given if "max_tokens" in options else {}, cfg)
+    return spec
 
 
-def _check(options: dict[str, Any], cfg: ServeConfig) -> None:
-    """The server's limits, and types the controllers do not check themselves."""
-    limit = options.get("max_tokens")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise RequestError(f"max_tokens must be an integer >= 1 (got {limit!r})", "max_tokens")
-    if limit is not None and limit > cfg.max_tokens:
-        raise RequestError(f"max_tokens {limit} is over this server's limit of {cfg.max_tokens}", "max_tokens",
-                           "over_limit")
-    n = options.get("n")
-    if isinstance(n, int) and n > cfg.max_samples:
+def _limits(spec: ControllerSpec, given: dict[str, Any], cfg: ServeConfig) -> None:
+    """The server's own limits on samples and on the tokens a request asks for (``given`` holds
+    the body's sampling fields when it asked for max_tokens; else the default stands)."""
+    sampling = getattr(spec.controller, "sampling", None)
+    if given and sampling is not None and sampling.max_tokens > cfg.max_tokens:
+        param = "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens"
+        raise RequestError(f"max_tokens {sampling.max_tokens} is over this server's limit of {cfg.max_tokens}",
+                           param, "over_limit")
+    n = getattr(spec.controller, "n", 1)
+    if n > cfg.max_samples:
         raise RequestError(f"ponder.n {n} is over this server's limit of {cfg.max_samples} samples", "ponder.n",
                            "over_limit")
-    seed = options.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise RequestError(f"seed must be an integer (got {seed!r})", "seed")
 
 
-def _thinking_budget(body: dict[str, Any], reasoning: dict[str, Any], cfg: ServeConfig) -> Any:
-    """The thinking cap the request asks for: an int, None (uncapped) or "unset" (not asked)."""
-    for value, param in ((body.get("thinking_token_budget"), "thinking_token_budget"),
-                         (reasoning.get("max_tokens"), "reasoning.max_tokens")):
+def _thinking_budget(request: Any, cfg: ServeConfig) -> Any:
+    """The thinking cap the request asks for: an int, None (uncapped) or "unset" (not asked).
+    The first one given wins: vLLM's budget, OpenRouter's max_tokens, then the efforts."""
+    reasoning = request.reasoning
+    for value in (request.thinking_token_budget, reasoning and reasoning.max_tokens):
         if value is not None:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise RequestError(f"{param} must be an integer >= 0 (got {value!r})", param)
             return value
-    if reasoning.get("enabled") is False and reasoning.get("effort") is None:
+    if reasoning is not None and reasoning.enabled is False and reasoning.effort is None:
         return cfg.budget_for("none")
-    for value, param in ((reasoning.get("effort"), "reasoning.effort"),
-                         (body.get("reasoning_effort"), "reasoning_effort")):
+    for value in (reasoning and reasoning.effort, request.reasoning_effort):
         if value is not None:
-            if value not in EFFORT_LEVELS:
-                raise RequestError(f"{param} must be one of {', '.join(EFFORT_LEVELS)} (got {value!r})", param)
             return cfg.budget_for(value)
     return "unset"
-
-
-def _int(body: dict[str, Any], key: str, lo: int, hi: int, default: int) -> int:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise RequestError(f"{key} must be an integer >= {lo} (got {value!r})", key)
-    if value > hi:
-        raise RequestError(f"{key} {value} is over this server's limit of {hi}", key, "over_limit")
-    return value
-
-
-def _bool(body: dict[str, Any], key: str, default: bool, param: str | None = None) -> bool:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise RequestError(f"{param or key} must be true or false (got {value!r})", param or key)
-    return value
-
-
-def _stop(stop: Any) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 16:
-        raise RequestError("stop must be a string or a list of at most 16 non-empty strings", "stop")
-    return tuple(stops)

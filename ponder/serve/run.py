@@ -1,7 +1,7 @@
 """Running one request: a controller run per choice on the server's engine, each in its own task,
 watched lane by lane (lanes.py), and shaped into OpenAI choices and ``usage`` when done.
 
-The SDK's pattern, once per choice: ``get_controller(name, **options).run(Problem(...), engine,
+The SDK's pattern, once per choice: ``job.controller_for(choice).run(Problem(...), engine,
 verifier=get_verifier(kind))``. Cancelling a run's task cancels its controller, whose samples'
 streams close, which aborts them inside the engine.
 
@@ -16,7 +16,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.controllers import get_controller
 from ponder.prompts import family_for, render
 from ponder.serve.lanes import Race, RaceEngine
 from ponder.serve.protocol import Job, RequestError
@@ -51,7 +50,7 @@ class Run:
                  verifier: Any) -> None:
         tok, prompt = engine.tokenizer, job.prompts[prompt_index]
         self.choice, self.prompt_index = choice, prompt_index
-        self.family = family_for(tok, engine.model_name)
+        self.family = family_for(tok, engine.model_name, getattr(engine, "family", None))
         plain = render(tok, prompt, self.family)
         full = render(tok, prompt, self.family, system=job.system) if job.system else None
         self.race = Race(tok, plain, full, changed)
@@ -59,7 +58,7 @@ class Run:
         if isinstance(context, int) and self.race.prompt_tokens >= context:
             raise RequestError(f"the prompt has {self.race.prompt_tokens} tokens; the model's context is {context}",
                                "messages" if job.kind == "chat" else "prompt", "context_length_exceeded")
-        self.controller = get_controller(job.controller, **job.options_for(choice))
+        self.controller = job.controller_for(choice)
         self.live = getattr(self.controller, "n", 1) == 1
         """One sample per run: its tokens can be streamed as they come (it is the answer)."""
         self.display = Display(tok, self.family, job.stop)

@@ -50,9 +50,7 @@ class EngineActor:
         self.closed = asyncio.Event()
 
     async def ready(self) -> dict[str, Any]:
-        start = getattr(self.engine, "start", None)
-        if start is not None:  # vLLM starts its engine core lazily
-            await start()
+        await self.engine.start()  # vLLM's engine core starts here, in the actor's loop
         import ray
 
         group = ray.util.get_current_placement_group()

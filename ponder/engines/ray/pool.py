@@ -248,6 +248,9 @@ class RayPool:
             if not req.finished:
                 self._abort(req)
 
+    async def start(self) -> None:
+        """Ready when made (the constructor waits for every actor's engine)."""
+
     async def aclose(self) -> None:
         """Stop every request and the actors."""
         for actor in self._actors:
