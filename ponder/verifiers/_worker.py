@@ -46,6 +46,13 @@ _SAFE_SOURCE = re.compile(r"[0-9\s.,+\-*/^()]{1,2000}")
 _SAFE_NAMES = frozenset({"Integer", "Float", "Rational", "Add", "Mul", "Pow"})
 _SAFE_STRING = re.compile(r"[0-9.eE+\-]*|evaluate")
 _MAX_RESULT_CHARS = 1000
+# Math between delimiters that holds a LaTeX command; and a command.
+_LATEX_SPAN = re.compile(
+    r"\$\$[^$]*?\\[A-Za-z][^$]*?\$\$|\$[^$]*?\\[A-Za-z][^$]*?\$"
+    r"|\\\[.{0,4000}?\\\]|\\\(.{0,4000}?\\\)",
+    re.DOTALL,
+)
+_COMMAND = re.compile(r"\\[A-Za-z]")
 
 
 class UnsafeExpression(ValueError):
@@ -169,7 +176,28 @@ def _parse(text: str) -> list:
 
     # parsing_timeout=None: Math-Verify's timeout is signal.alarm, which would replace our own
     # SIGALRM deadline (they share one timer). The parent's hard kill is the real guarantee.
-    return parse(text, _answer_config(), parsing_timeout=None)
+    parsed = parse(text, _answer_config(), parsing_timeout=None)
+    if _from_failed_latex(text, parsed):
+        # Math-Verify's current tests: LaTeX that does not parse ("$\\sum_{k=0}^n\\bigl(k\\bigr)$")
+        # supplies none of its embedded numbers (0.9's number fallback reads the 0 of "k=0"),
+        # while a number outside it ("... I hope. 42") still counts.
+        parsed = parse(_LATEX_SPAN.sub(" ", text), _answer_config(), parsing_timeout=None)
+    return parsed
+
+
+def _from_failed_latex(text: str, parsed: list) -> bool:
+    """Whether the number Math-Verify read came from inside math it could not parse: the
+    reading's source is LaTeX with commands that does not parse on its own."""
+    from math_verify import LatexExtractionConfig, parse
+    from sympy import Number
+
+    if len(parsed) != 2 or not isinstance(parsed[0], Number) or not isinstance(parsed[1], str):
+        return False
+    if not _COMMAND.search(parsed[1]) or not _LATEX_SPAN.search(text):
+        return False
+    source = "$" + parsed[1].replace("$", " ") + "$"
+    latex = parse(source, [LatexExtractionConfig()], parsing_timeout=None)
+    return not any(_is_sympy(p) for p in latex)
 
 
 @functools.lru_cache(maxsize=256)
