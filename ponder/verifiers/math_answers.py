@@ -43,7 +43,10 @@ tests/fixtures/verifier_tables/*.jsonl):
   expect where 0.9 reads it otherwise (`_normalize.py`): "$\\frac{1}{3}.$" is 1/3 and
   "$2^{10}.$" is 1024 (punctuation inside the delimiters), "4 4/9" is 40/9 (a mixed number),
   "有99颗" holds 99, `\\mathrm{e}` is e, and inline math broken across lines
-  ("$ \\n 9 \\n $") is not read at all, where 0.9's plain-number fallback reads the 9;
+  ("$ \\n 9 \\n $") is not read at all, where 0.9's plain-number fallback reads the 9; and in
+  the worker, LaTeX that does not parse supplies none of its embedded numbers (the 0 of
+  "$\\sum_{k=0}^n\\bigl(k\\bigr)$"), while a number outside it still counts
+  (`_worker._from_failed_latex`);
 - one setting for every answer: Math-Verify's tests that run at a looser precision than 6
   digits ("0.3333" for 1/3 at 4), or with set-relation comparison on, disagree accordingly.
 """
