@@ -279,7 +279,7 @@ async def test_openai_engine_names_max_tokens_when_a_server_refuses_it(openai_en
 
 
 def test_server_metrics_are_parsed_for_vllm_and_sglang():
-    from ponder.engines.metrics import metrics_url, parse_metrics
+    from ponder.engines.server_counts import metrics_url, parse_metrics
 
     vllm = ('# TYPE vllm:generation_tokens_total counter\n'
             'vllm:generation_tokens_total{engine="0",model_name="m"} 120.0\n'

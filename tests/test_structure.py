@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 PKG = Path(__file__).resolve().parents[1] / "ponder"
 # Lower layers first; a module may import its own layer or any lower one, never a higher one.
 LAYERS = [
-    {"types", "options", "assets"},
+    {"types", "assignments", "assets"},
     {"prompts", "engines", "verifiers", "benchmarks"},
     {"controllers"},
     {"sdk", "eval", "rl", "serve"},

@@ -27,7 +27,7 @@ from ponder.cli.options import (Actors, Address, BaseUrl, Controller, EngineKind
                                 MaxTokens, Model, N, Options, Temperature, UseRay, Verbose, controller_options,
                                 engine_failed, engine_settings, fail, use_family)
 from ponder.engines.base import EngineError
-from ponder.options import parse_value
+from ponder.assignments import parse_value
 
 __all__ = ["app", "parse_sweep"]
 

@@ -18,7 +18,7 @@ import typer
 
 from ponder.engines.base import EngineError
 from ponder.engines.registry import single_engine_kinds
-from ponder.options import parse_assignments
+from ponder.assignments import parse_assignments
 from ponder.prompts import FAMILIES, FAMILY_ENV
 from ponder.types import ANSWER_KINDS
 

@@ -107,7 +107,7 @@ SERVE_FLAGS = {"max_n": "--max-n", "max_samples": "--max-samples", "max_tokens":
 
 def _config(controller, options, answer_kind, served_name, path, api_key, effort, max_n, max_samples,
             max_request_tokens, max_body_bytes, progress_interval):
-    from ponder.options import parse_assignments
+    from ponder.assignments import parse_assignments
     from ponder.serve.config import ServeConfig
 
     table = {}

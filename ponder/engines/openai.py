@@ -31,7 +31,7 @@ import time
 from typing import Any, AsyncIterator
 
 from ponder.engines.base import EngineStats, request_ids
-from ponder.engines.metrics import ServerCounts, metrics_url, parse_metrics
+from ponder.engines.server_counts import ServerCounts, metrics_url, parse_metrics
 from ponder.types import Chunk, SamplingParams
 
 __all__ = ["OpenAIEngine"]

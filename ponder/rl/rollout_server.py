@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ponder.engines.metrics import server_root
+from ponder.engines.server_counts import server_root
 from ponder.rl.vllm_worker import EXTENSION
 from ponder.rl.weight_sync import SyncedPolicy, weight_folder
 

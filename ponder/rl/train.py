@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ponder.options import parse_assignments
+from ponder.assignments import parse_assignments
 
 __all__ = ["TrainConfig", "load_config", "load_training_problems", "load_eval_problems", "check_engine", "train"]
 

@@ -40,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 from ponder.engines.base import EngineError
 from ponder.serve import shapes
 from ponder.serve.config import ServeConfig
-from ponder.serve.metrics import CONTENT_TYPE, Metrics
+from ponder.serve.prometheus import CONTENT_TYPE, Metrics
 from ponder.serve.protocol import RequestError, error_body, parse_chat, parse_completion, parse_json
 from ponder.serve.run import Work
 from ponder.serve.stream import EventStream, events, wait_for_disconnect
