@@ -67,8 +67,10 @@ def test_every_relative_link_resolves(page: Path):
 def test_readme_is_short_and_opens_with_the_whole_set_up():
     text = README.read_text()
     assert text.count("\n") < 250, f"README.md has {text.count(chr(10))} lines (limit 250: details go in docs/)"
-    assert text.startswith("```"), "README.md must open with the set-up commands"
-    first = FENCE.search(text).group(0)
+    fence = FENCE.search(text)
+    assert text.startswith("# ponder\n") and fence.start() < text.index("\n## "), \
+        "README.md must open with its title, then the set-up commands before any section"
+    first = fence.group(0)
     assert re.search(r"^make demo\b", first, re.M) and re.search(r"^make test\b", first, re.M), first
     # .ci/run is the README's test command
     assert "make test" in (ROOT / ".ci" / "run").read_text()
