@@ -19,7 +19,7 @@ import typer
 from ponder.engines.base import EngineError
 from ponder.engines.registry import single_engine_kinds
 from ponder.assignments import parse_assignments
-from ponder.prompts import FAMILIES, FAMILY_ENV
+from ponder.prompts import FAMILIES, FAMILY_ENV, check_family
 from ponder.types import ANSWER_KINDS
 
 __all__ = ["fail", "engine_failed", "Verbose", "check_choice", "engine_settings", "use_family", "controller_options", "option_names", "Model",
@@ -75,9 +75,7 @@ def check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) 
 def use_family(family: str | None) -> str | None:
     """Check ``--family`` (also read from ``$PONDER_FAMILY``); the command opens its engine with it
     (`open_engine(..., family=)`). None: read it from the model's tokenizer."""
-    if family is not None:
-        check_choice("--family", family, tuple(FAMILIES))
-    return family
+    return family if family is None else check_family(family, "--family value")
 
 
 def engine_settings(engine: str, base_url: str | None, ray: bool, actors: int, address: str | None,

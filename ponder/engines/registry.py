@@ -67,9 +67,9 @@ async def open_engine(kind: str = "hf", ray: Mapping[str, Any] | None = None, fa
             constructor raises for bad options. A half-started engine is closed first.
     """
     if family is not None:
-        from ponder.prompts import family_for
+        from ponder.prompts import check_family
 
-        family_for(family=family)  # an unknown name fails before a model loads
+        check_family(family)  # an unknown name fails before a model loads
     engine = make_engine("ray", engine=kind, **dict(ray), **options) if ray else make_engine(kind, **options)
     try:
         await engine.start()

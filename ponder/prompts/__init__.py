@@ -29,7 +29,7 @@ from ponder.prompts.arith import format_sum
 from ponder.prompts.detect import detect_family
 from ponder.prompts.literal import encode_literal, render_pieces
 
-__all__ = ["ModelFamily", "FAMILIES", "FAMILY_ENV", "family_for", "detect_family", "render", "split_thinking",
+__all__ = ["ModelFamily", "FAMILIES", "FAMILY_ENV", "family_for", "check_family", "detect_family", "render", "split_thinking",
            "encode_literal"]
 
 FAMILY_ENV = "PONDER_FAMILY"
@@ -109,6 +109,12 @@ def family_for(tokenizer: Any = None, name: str | None = None, family: str | Non
         key = "deepseek-r1"
         _warn_once(tokenizer, label)
     return FAMILIES[key]
+
+
+def check_family(family: str, what: str = "model family") -> str:
+    """``family`` if it is registered, else the one-line ValueError naming the choices (the one
+    check of a family name: ``--family``, `open_engine(family=...)`)."""
+    return _registered(family, what).name
 
 
 def _registered(family: str, what: str) -> ModelFamily:
