@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ponder.controllers import Probe, get_controller
+from ponder.controllers import get_controller
 from ponder.engines import make_engine
 from ponder.benchmarks.registry import load_problems
 from ponder.verifiers import judge
@@ -44,20 +44,20 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "probe confidence": ("probe", {"rule": "confidence"}),
     "FFS@8 probe consistent": ("ffs", {"n": 8, "sample": "probe", "rule": "consistent"}),
     "FFS@8 probe confidence": ("ffs", {"n": 8, "sample": "probe", "rule": "confidence"}),
-    # adaptive stopping (#25); over probed samples the policy is given as an object, because with
-    # sample="probe" get_controller hands rule/threshold/window to the probe, not to adaptive
+    # adaptive stopping (#25); over probed samples (the probe's defaults: rule consistent, interval 16),
+    # as `ponder solve -c adaptive -o sample=probe ...` spells it
     "adaptive beta@8": ("adaptive", {"n": 8, "rule": "beta"}),
     "adaptive beta@8 wave=4": ("adaptive", {"n": 8, "rule": "beta", "wave": 4}),
     "adaptive dirichlet@8 wave=4": ("adaptive", {"n": 8, "rule": "dirichlet", "wave": 4}),
     "adaptive certain@8 wave=4": ("adaptive", {"n": 8, "rule": "certain", "wave": 4}),
     "adaptive window=3@8 wave=3": ("adaptive", {"n": 8, "rule": "window", "window": 3, "wave": 3}),
-    "adaptive beta@8 wave=4 probe": ("adaptive", {"n": 8, "rule": "beta", "wave": 4, "sample": Probe()}),
+    "adaptive beta@8 wave=4 probe": ("adaptive", {"n": 8, "rule": "beta", "wave": 4, "sample": "probe"}),
     "adaptive beta=0.9@8 wave=3 probe": ("adaptive", {"n": 8, "rule": "beta", "threshold": 0.9, "wave": 3,
-                                                      "sample": Probe()}),
+                                                      "sample": "probe"}),
     "adaptive window=3@8 wave=3 probe": ("adaptive", {"n": 8, "rule": "window", "window": 3, "wave": 3,
-                                                      "sample": Probe()}),
+                                                      "sample": "probe"}),
     "adaptive window=2@8 wave=2 probe": ("adaptive", {"n": 8, "rule": "window", "window": 2, "wave": 2,
-                                                      "sample": Probe()}),
+                                                      "sample": "probe"}),
 }
 SWEEPS: dict[str, tuple[str, list]] = {
     "probe consistent": ("interval", [8, 32]),  # with the default row (16): a curve

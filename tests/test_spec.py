@@ -88,3 +88,22 @@ def test_serve_builds_one_controller_per_request_and_seeds_each_choice(builds):
         with pytest.raises(RequestError) as refused:
             parse_chat({**body, **change}, ServeConfig())
         assert refused.value.param == param and refused.value.message, change
+
+
+def test_adaptive_over_probe_samples_is_reachable_by_name_from_every_way_in():
+    """A policy option named like one of the controller's own goes to the controller; the policy's
+    own is ``sample_NAME`` (adaptive and probe both have rule, threshold and window)."""
+    from ponder.controllers import Probe
+    from ponder.serve.config import ServeConfig
+    from ponder.serve.protocol import parse_chat
+
+    spec = ControllerSpec.of("adaptive", {"rule": "window", "window": 2, "wave": 2, "sample": "probe",
+                                          "sample_rule": "confidence", "sample_threshold": 0.9, "interval": 8})
+    ctrl = spec.controller
+    assert (ctrl.rule, ctrl.window, ctrl.wave) == ("window", 2, 2)
+    assert ctrl.sample == Probe(rule="confidence", threshold=0.9, interval=8)
+    body = {"model": "tiny-reasoner", "messages": [{"role": "user", "content": "Compute 1+2"}],
+            "ponder": {"controller": "adaptive", **dict(spec.options)}}
+    assert parse_chat(body, ServeConfig()).spec.controller == ctrl
+    with pytest.raises(ValueError, match="has no option sample_rule"):
+        ControllerSpec.of("adaptive", {"sample_rule": "confidence"})  # no policy named: nothing takes it

@@ -76,15 +76,17 @@ def get_controller(name: str, **options: Any) -> Controller:
     samples; budget-forcing options (max_thinking_tokens, min_thinking_tokens, extend,
     answer_tokens) given to a controller with a ``sample`` policy make it budget-force each sample;
     ``sample=NAME`` names a policy in `SAMPLE_POLICIES` and takes that policy's options instead
-    (``sample="probe", interval=16``); the rest go to the controller. Unknown names and options,
-    and bad values, raise ValueError.
+    (``sample="probe", interval=16``); a policy option whose name the controller has too goes to
+    the controller, and to the policy as ``sample_NAME`` (``get_controller("adaptive", rule="beta",
+    sample="probe", sample_rule="confidence")``); the rest go to the controller. Unknown names and
+    options, and bad values, raise ValueError.
     """
     factory = controller_class(name)
     sampling_keys = {f.name for f in dataclasses.fields(Sampling)}
     sampling = {k: options.pop(k) for k in list(options) if k in sampling_keys and options[k] is not None}
     allowed = {f.name for f in dataclasses.fields(factory)} if dataclasses.is_dataclass(factory) else set()
     if "sample" in allowed and isinstance(options.get("sample"), str):
-        allowed |= _policy_options(name, options)
+        allowed |= _policy_options(name, options, allowed)
     elif "sample" in allowed:
         allowed |= _FORCING_KEYS
         given = {k: options.pop(k) for k in list(options) if k in _FORCING_KEYS}
@@ -102,13 +104,15 @@ def get_controller(name: str, **options: Any) -> Controller:
     return factory(**options)
 
 
-def _policy_options(name: str, options: dict[str, Any]) -> set[str]:
-    """Replace ``options["sample"]`` (a policy name) by the policy built from its options; returns their names."""
+def _policy_options(name: str, options: dict[str, Any], own: set[str]) -> set[str]:
+    """Replace ``options["sample"]`` (a policy name) by the policy built from its options; returns
+    the option names it took. Names the controller ``own``s too are taken as ``sample_NAME``."""
     policy = options["sample"]
     if policy not in SAMPLE_POLICIES:
         raise ValueError(f"controller {name!r}: sample must be one of {', '.join(SAMPLE_POLICIES)} (got {policy!r})")
     cls = SAMPLE_POLICIES[policy]
-    keys = {f.name for f in dataclasses.fields(cls)} - {"sampling"} if dataclasses.is_dataclass(cls) else set()
-    given = {k: options.pop(k) for k in list(options) if k in keys}
+    fields = {f.name for f in dataclasses.fields(cls)} - {"sampling"} if dataclasses.is_dataclass(cls) else set()
+    keys = {(f"sample_{f}" if f in own else f): f for f in fields}
+    given = {keys[k]: options.pop(k) for k in list(options) if k in keys}
     options["sample"] = cls(**{k: v for k, v in given.items() if v is not None})  # None: not given
-    return keys
+    return set(keys)

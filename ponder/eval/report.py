@@ -166,8 +166,10 @@ def rich_table(summaries: Sequence[dict[str, Any]], title: str = "ponder eval", 
 
     columns, rows = _grid(summaries, threshold)
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("run", "setting") else "right")
+    for col in columns:  # the setting is what a reader looks for: never wrapped; figures shrink first
+        name = col in ("run", "setting")
+        table.add_column(col, justify="left" if name else "right", no_wrap=col == "setting",
+                         min_width=max((len(r[columns.index(col)]) for r in rows), default=0) if col == "setting" else None)
     for row in rows:
         table.add_row(*row)
     return table

@@ -169,9 +169,9 @@ def _spec(request: Any, cfg: ServeConfig) -> ControllerSpec:
     if budget != "unset":
         options["max_thinking_tokens"] = budget
     for key, value in (ponder.controller_options() if ponder else {}).items():
-        if key in ("sample", "sampling"):
-            raise RequestError("give sampling and budget options by name (temperature, max_thinking_tokens, ...), "
-                               f"not as {key}", f"ponder.{key}")
+        if key == "sampling" or (key == "sample" and not isinstance(value, str)):
+            raise RequestError("give sampling and budget options by name (temperature, max_thinking_tokens, ...) and "
+                               "a per-sample policy by its name (sample: probe)", f"ponder.{key}")
         options[key] = value
     try:
         spec = ControllerSpec.of(name, options)
