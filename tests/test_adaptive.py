@@ -256,12 +256,19 @@ def test_ponder_eval_sweeps_adaptive_rules(tmp_path):
     assert len(runs) == 2 and rules == {"certain", "beta"}
 
 
-# -- live: the tiny reasoner on hf ----------------------------------------------------------------
+# -- live: the tiny reasoner on every in-process engine and the Ray pool -------------------------
+
+@pytest.fixture(params=["hf", pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.slow]),
+                        pytest.param("ray", marks=pytest.mark.slow)])
+def live_engine(request):
+    return request.getfixturevalue(f"{request.param}_engine")
+
 
 @pytest.mark.timeout(900)
-async def test_live_hf_stop_aborts_in_the_engine(hf_engine):
+async def test_live_stop_aborts_in_the_engine(live_engine):
     """The engine's own counts after the stop: aborted samples decoded at most one token past their
     abort, finished ones exactly what they returned, and nothing is decoded once the run returned."""
+    hf_engine = live_engine  # the checks below read the engine's own counts, whatever its kind
     from ponder.benchmarks.arith import problems
     from ponder.types import Problem
     from ponder.verifiers import get_verifier
@@ -287,8 +294,8 @@ async def test_live_hf_stop_aborts_in_the_engine(hf_engine):
             else:
                 assert c == t.tokens and t.wasted_tokens == 0
         assert sol.total_tokens + sol.wasted_tokens == sum(counts)
-        if sol.info["stop"] == "decided":
-            assert sol.info["aborted"] >= 1 and sol.answer == sol.traces[sol.info["finish_order"][-1]].answer
+        if sol.info["stop"] == "decided":  # the last finish decided it (on vLLM all 8 may finish in one step)
+            assert sol.answer == sol.traces[sol.info["finish_order"][-1]].answer
         generated = hf_engine.stats.generated_tokens
         await asyncio.sleep(0.3)
         assert hf_engine.stats.generated_tokens == generated and hf_engine.unfinished() == 0
