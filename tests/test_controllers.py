@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from ponder.controllers import BudgetForcing, DeepConf, FirstFinish, Majority, Plain, Sampling, get_controller
+from ponder.controllers import Adaptive, BudgetForcing, DeepConf, FirstFinish, Majority, Plain, Sampling, get_controller
 from ponder.controllers.deepconf import percentile
 from ponder.controllers.vote import vote
 from scripted import SEEDED, ScriptedEngine, done, solve
@@ -147,15 +147,21 @@ async def test_ffs_over_budget_forced_samples():
     assert ctrl.sample == BudgetForcing(max_thinking_tokens=12, answer_tokens=5)
 
 
-async def test_cancelling_the_controller_aborts_every_sample():
+PARALLEL = [FirstFinish, Adaptive]
+"""Controllers that race n samples and abort the rest."""
+
+
+@pytest.mark.parametrize("cls", PARALLEL)
+async def test_cancelling_the_controller_aborts_every_sample(cls):
     engine = ScriptedEngine({i: [done("z" * 200, "1")] for i in range(4)})
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(solve(FirstFinish(n=4, sampling=SEEDED), engine), 0.03)
+        await asyncio.wait_for(solve(cls(n=4, sampling=SEEDED), engine), 0.03)
     await asyncio.sleep(0.01)
     assert engine.unfinished() == 0 and engine.stats.aborted_requests == 4
 
 
-async def test_an_engine_error_aborts_the_other_samples_and_propagates():
+@pytest.mark.parametrize("cls", PARALLEL)
+async def test_an_engine_error_aborts_the_other_samples_and_propagates(cls):
     def script(prompt, params):
         if params.seed == 1:
             raise RuntimeError("engine exploded")
@@ -163,7 +169,7 @@ async def test_an_engine_error_aborts_the_other_samples_and_propagates():
 
     engine = ScriptedEngine(script)
     with pytest.raises(RuntimeError, match="engine exploded"):
-        await solve(FirstFinish(n=3, sampling=SEEDED), engine)
+        await solve(cls(n=3, sampling=SEEDED), engine)
     await asyncio.sleep(0.01)
     assert engine.unfinished() == 0
 
