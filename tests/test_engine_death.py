@@ -140,6 +140,30 @@ def test_the_root_cause_is_the_first_exception_logged_not_the_ones_pointing_at_i
     assert cause_in(died) == "Worker proc VllmWorker-0 died unexpectedly, shutting down executor."
 
 
+def test_an_error_the_engine_outlived_is_not_the_cause_of_a_later_death():
+    from ponder.engines.vllm_faults import HOLD_S, CoreOutput
+
+    output, inside = CoreOutput(), [False]
+    line = "(EngineCore pid=7) ERROR 1 2 [a.py:1] ValueError: a request was refused"
+    output._note(line, inside)
+    assert output.cause == "ValueError: a request was refused"
+    read, write = os.pipe()
+    try:  # held past HOLD_S while the engine kept running: passed on, and forgotten as a cause
+        assert output._release(write, [(time.monotonic() - HOLD_S - 1, True, line.encode() + b"\n")]) == []
+        assert os.read(read, 4096).decode().strip() == line
+    finally:
+        os.close(read)
+        os.close(write)
+    assert output.cause is None and output.wait_cause(0.01) is None
+    output._note("(EngineCore pid=7) ERROR 1 2 [a.py:1] RuntimeError: worker killed", inside)
+    assert output.wait_cause(0.01) == "RuntimeError: worker killed"
+
+
+def test_an_engine_error_raised_in_a_child_is_not_said_twice():
+    nested = "ponder.engines.base.EngineError: vllm engine could not start (model M): RuntimeError: spawn"
+    assert str(EngineError("vllm", "M", nested)) == "vllm engine could not start (model M): RuntimeError: spawn"
+
+
 def test_child_output_is_passed_on_and_its_tracebacks_dropped_once_the_engine_died(tmp_path):
     script = tmp_path / "tee.py"
     script.write_text(TEE)

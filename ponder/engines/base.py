@@ -14,6 +14,7 @@ naming the engine, the model and the root cause, for every request from then on.
 from __future__ import annotations
 
 import itertools
+import re
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
@@ -39,11 +40,17 @@ class EngineError(RuntimeError):
         lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
         self.kind, self.model, self.started, self.details = kind, model, started, details
         self.cause = lines[0] if lines else "unknown cause"
+        # a child process that raised one of these (a script re-run by multiprocessing's spawn): its cause
+        nested = _NESTED.match(self.cause)
+        self.cause = nested.group(1) if nested else self.cause
         super().__init__(f"{kind} engine {'died' if started else 'could not start'} (model {model}): {self.cause}")
 
     def __reduce__(self):
         # rebuilt from its fields, not from ``args`` (the message): a Ray actor sends it over a pickle channel
         return (_rebuild_engine_error, (self.kind, self.model, self.cause, self.started, self.details))
+
+
+_NESTED = re.compile(r"(?:[\w.]*EngineError: )?\S+ engine (?:died|could not start) \(model .*?\): (.+)")
 
 
 def _rebuild_engine_error(kind: str, model: str, cause: str, started: bool, details: str) -> EngineError:

@@ -84,6 +84,8 @@ class CoreOutput:
             for target in targets:
                 read, write = os.pipe()
                 pipes.append((read, write))
+                # daemon threads, not joined: a process of vLLM's (a resource tracker) can hold the
+                # pipes past shutdown, and joining waited seconds for an EOF that had not come
                 threading.Thread(target=self._pump, args=(read, target), name="ponder-vllm-output", daemon=True).start()
             _flush()
             for fd, (_, write) in zip((1, 2), pipes):
@@ -144,8 +146,15 @@ class CoreOutput:
         due = not self.starting and held and held[0][0] <= time.monotonic() - HOLD_S
         if not held or not (due or self.dead):
             return held
+        if not self.dead and any(error for _, error, _ in held):
+            self._forget()  # the engine outlived them: not the cause of a later death
         _write(target, b"".join(line for _, error, line in held if not (error and self.dead)))
         return []
+
+    def _forget(self) -> None:
+        with self._lock:
+            self.cause = None
+            self._found.clear()
 
     def _note(self, line: str, traceback: list[bool]) -> bool:
         """Record an error line (and the root cause); True for vLLM's ERROR lines and for the lines
