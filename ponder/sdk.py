@@ -12,6 +12,7 @@ work anywhere, inside Jupyter's running loop included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -44,6 +45,12 @@ async def _run(problem: Problem, engine: Any, spec: ControllerSpec, verifier: An
     return solution
 
 
+async def _settled() -> None:
+    """Until every other task on this loop has ended."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 class Solver:
     """An engine kept warm across calls.
 
@@ -64,10 +71,14 @@ class Solver:
         self._thread = threading.Thread(target=self._loop.run_forever, name="ponder-solver", daemon=True)
         self._thread.start()
         if isinstance(engine, str):
-            opening = open_engine(engine, ray=ray, model=model, **engine_options)
+            opening = asyncio.run_coroutine_threadsafe(open_engine(engine, ray=ray, model=model, **engine_options),
+                                                       self._loop)
             try:
-                engine = asyncio.run_coroutine_threadsafe(opening, self._loop).result()
+                engine = opening.result()
             except BaseException:
+                opening.cancel()  # Ctrl-C while it loads: open_engine closes what it had started...
+                with contextlib.suppress(Exception):  # ...which the loop finishes before it stops
+                    asyncio.run_coroutine_threadsafe(_settled(), self._loop).result(timeout=60)
                 self._stop_loop()
                 raise
         self.engine = engine
@@ -96,6 +107,8 @@ class Solver:
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> Solver:
         return self

@@ -84,10 +84,19 @@ def test_serve_builds_one_controller_per_request_and_seeds_each_choice(builds):
     for change, param in (({"temperature": "hot"}, "temperature"), ({"max_completion_tokens": 0},
                           "max_completion_tokens"), ({"seed": 1.5}, "seed"), ({"ponder": {"k": 9}}, "ponder"),
                           ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
-                          ({"stop": ["", "x"]}, "stop"), ({"reasoning": {"effort": "huge"}}, "reasoning.effort")):
+                          ({"stop": ["", "x"]}, "stop"), ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
+                          ({"ponder": {"max_tokens": 40000}}, "ponder.max_tokens"),
+                          ({"ponder": {"temperature": -1}}, "ponder.temperature"),
+                          ({"reasoning_effort": "low", "ponder": {"controller": "probe"}}, "reasoning_effort")):
         with pytest.raises(RequestError) as refused:
             parse_chat({**body, **change}, ServeConfig())
         assert refused.value.param == param and refused.value.message, change
+    with pytest.raises(RequestError) as unknown:  # a model this server does not serve: 404 before anything else
+        parse_chat({**body, "model": "gpt-4", "n": "x"}, ServeConfig())
+    assert unknown.value.status == 404
+    nulls = parse_chat({**body, "n": None, "stream": None, "include_reasoning": None, "stop": None,
+                        "stream_options": {"include_usage": None}}, ServeConfig())  # null: the default, as in OpenAI's API
+    assert (nulls.n, nulls.stream, nulls.include_reasoning, nulls.stop, nulls.include_usage) == (1, False, True, (), False)
 
 
 def test_adaptive_over_probe_samples_is_reachable_by_name_from_every_way_in():

@@ -12,6 +12,7 @@ plus one line in `ENGINES`; the CLI's ``--engine`` choices are read from here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any, Mapping
 
@@ -71,10 +72,15 @@ async def open_engine(kind: str = "hf", ray: Mapping[str, Any] | None = None, fa
 
         check_family(family)  # an unknown name fails before a model loads
     engine = make_engine("ray", engine=kind, **dict(ray), **options) if ray else make_engine(kind, **options)
+    if not callable(getattr(engine, "start", None)):  # an engine written before start() joined the protocol
+        await engine.aclose()
+        raise TypeError(f"engine {kind!r} has no start(); the Engine protocol needs `async def start(self)` "
+                        f"(return at once when the engine is ready when made)")
     try:
         await engine.start()
     except BaseException:
-        await engine.aclose()
+        with contextlib.suppress(Exception):  # the start's own error is the one to see
+            await engine.aclose()
         raise
     if family is not None:
         engine.family = family

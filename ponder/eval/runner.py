@@ -66,7 +66,8 @@ class RunConfig:
     base_url: str | None = None
     """Server root for the openai engine."""
     family: str | None = None
-    """The model family (``--family``); None: read from the model's tokenizer."""
+    """The model family (``--family``) the engine is opened with (an engine given to `evaluate` keeps
+    its own); None: read from the model's tokenizer."""
     ray: Mapping[str, Any] | None = None
     """Serve ``engine`` from a Ray actor pool: ``{"actors": N, "address": A or None}`` (None: in-process)."""
     concurrency: int = 16

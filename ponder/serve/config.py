@@ -64,6 +64,10 @@ class ServeConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+        default = dict(self.options).get("max_tokens")
+        if isinstance(default, int) and default > self.max_tokens:  # else every request would be refused
+            raise ValueError(f"the default max_tokens {default} is over the request limit (max_tokens) "
+                             f"of {self.max_tokens}")
         if not (isinstance(self.progress_s, (int, float)) and self.progress_s > 0):
             raise ValueError(f"progress_s must be > 0 seconds (got {self.progress_s!r})")
         for level, budget in self.effort:

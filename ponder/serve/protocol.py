@@ -121,6 +121,7 @@ def _validate(model: type, body: dict[str, Any]) -> Any:
 
 
 def parse_chat(body: dict[str, Any], cfg: ServeConfig) -> Job:
+    _check_model(body.get("model"), cfg)
     request = _validate(ChatRequest, body)
     system = [m.content for m in request.messages if m.role in ("system", "developer")]
     users = [m.content for m in request.messages if m.role == "user"]
@@ -130,6 +131,7 @@ def parse_chat(body: dict[str, Any], cfg: ServeConfig) -> Job:
 
 
 def parse_completion(body: dict[str, Any], cfg: ServeConfig) -> Job:
+    _check_model(body.get("model"), cfg)
     request = _validate(CompletionRequest, body)
     if len(request.prompt) > cfg.max_prompts:
         raise RequestError(f"at most {cfg.max_prompts} prompts per request (got {len(request.prompt)})", "prompt",
@@ -137,22 +139,27 @@ def parse_completion(body: dict[str, Any], cfg: ServeConfig) -> Job:
     return _job(request, body, cfg, "completion", request.prompt, None)
 
 
+def _check_model(model: Any, cfg: ServeConfig) -> None:
+    """First of all (as OpenAI's API does): a model this server does not serve is a 404."""
+    if not isinstance(model, str) or not model:
+        raise RequestError(f"model is required (this server serves `{cfg.served_name}`)", "model")
+    if model not in (cfg.served_name, cfg.model_path):
+        raise RequestError(f"The model `{model}` does not exist; this server serves `{cfg.served_name}`",
+                           "model", "model_not_found", status=404)
+
+
 def _job(request: Any, body: dict[str, Any], cfg: ServeConfig, kind: str, prompts: tuple[str, ...],
          system: str | None) -> Job:
-    if not request.model:
-        raise RequestError(f"model is required (this server serves `{cfg.served_name}`)", "model")
-    if request.model not in (cfg.served_name, cfg.model_path):
-        raise RequestError(f"The model `{request.model}` does not exist; this server serves `{cfg.served_name}`",
-                           "model", "model_not_found", status=404)
     for key, what in UNSUPPORTED.items():
         if body.get(key) not in (None, False, []):
             raise RequestError(f"ponder serve does not support {what} ({key})", key, "unsupported")
-    if request.n > cfg.max_n:
-        raise RequestError(f"n {request.n} is over this server's limit of {cfg.max_n}", "n", "over_limit")
+    n = 1 if request.n is None else request.n  # null: the default, as OpenAI's API reads it
+    if n > cfg.max_n:
+        raise RequestError(f"n {n} is over this server's limit of {cfg.max_n}", "n", "over_limit")
     ponder, reasoning = request.ponder, request.reasoning
-    include = request.include_reasoning and not (reasoning is not None and reasoning.exclude)
+    include = request.include_reasoning is not False and not (reasoning is not None and reasoning.exclude)
     spec = _spec(request, cfg)
-    return Job(kind, prompts, system, request.model, spec, request.n, request.stream,
+    return Job(kind, prompts, system, request.model, spec, n, bool(request.stream),
                bool(request.stream_options and request.stream_options.include_usage), include, request.stop,
                (ponder and ponder.answer_kind) or cfg.answer_kind, bool(ponder and ponder.lanes))
 
@@ -165,10 +172,11 @@ def _spec(request: Any, cfg: ServeConfig) -> ControllerSpec:
     given = {key: getattr(request, key) for key in SAMPLING_PARAMS if getattr(request, key) is not None}
     options.update({("max_tokens" if key == "max_completion_tokens" else key): value
                     for key, value in reversed(given.items())})  # max_completion_tokens wins
-    budget = _thinking_budget(request, cfg)
+    budget, budget_param = _thinking_budget(request, cfg)
     if budget != "unset":
         options["max_thinking_tokens"] = budget
-    for key, value in (ponder.controller_options() if ponder else {}).items():
+    own = ponder.controller_options() if ponder else {}
+    for key, value in own.items():
         if key == "sampling" or (key == "sample" and not isinstance(value, str)):
             raise RequestError("give sampling and budget options by name (temperature, max_thinking_tokens, ...) and "
                                "a per-sample policy by its name (sample: probe)", f"ponder.{key}")
@@ -178,19 +186,34 @@ def _spec(request: Any, cfg: ServeConfig) -> ControllerSpec:
     except UnknownController as exc:
         raise RequestError(str(exc), "ponder.controller", "unknown_controller") from None
     except (ValueError, TypeError) as exc:
-        field = next((k for k in given if str(exc).startswith(("max_tokens" if k.startswith("max_") else k) + " ")),
-                     None)
-        raise RequestError(str(exc), field or "ponder") from None
-    _limits(spec, given if "max_tokens" in options else {}, cfg)
+        raise RequestError(str(exc), _blamed(str(exc), given, own, budget_param)) from None
+    _limits(spec, given, own, cfg)
     return spec
 
 
-def _limits(spec: ControllerSpec, given: dict[str, Any], cfg: ServeConfig) -> None:
-    """The server's own limits on samples and on the tokens a request asks for (``given`` holds
-    the body's sampling fields when it asked for max_tokens; else the default stands)."""
+def _blamed(message: str, given: dict[str, Any], own: dict[str, Any], budget_param: str | None) -> str:
+    """The request field a controller's error is about: ``ponder.KEY`` for the request's own
+    controller options, the body field that set a sampling setting or the thinking budget, else ``ponder``."""
+    key = message.split(" ", 1)[0]
+    if key in own:
+        return f"ponder.{key}"
+    if key == "max_tokens" and (given.keys() & {"max_completion_tokens", "max_tokens"}):
+        return "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens"
+    if key in given:
+        return key
+    if "max_thinking_tokens" in message and budget_param is not None:
+        return budget_param
+    return "ponder"
+
+
+def _limits(spec: ControllerSpec, given: dict[str, Any], own: dict[str, Any], cfg: ServeConfig) -> None:
+    """The server's own limits on samples and on the tokens per sample that were asked for (by the
+    body, its ``ponder`` options or the server's defaults; the controllers' own default stands)."""
+    asked = {k for k in ("max_completion_tokens", "max_tokens") if k in given} | ({"ponder.max_tokens"} & {
+        f"ponder.{k}" for k in own}) | ({"max_tokens"} & {k for k, _ in cfg.options})
     sampling = getattr(spec.controller, "sampling", None)
-    if given and sampling is not None and sampling.max_tokens > cfg.max_tokens:
-        param = "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens"
+    if asked and sampling is not None and sampling.max_tokens > cfg.max_tokens:
+        param = next(p for p in ("ponder.max_tokens", "max_completion_tokens", "max_tokens") if p in asked)
         raise RequestError(f"max_tokens {sampling.max_tokens} is over this server's limit of {cfg.max_tokens}",
                            param, "over_limit")
     n = getattr(spec.controller, "n", 1)
@@ -199,16 +222,19 @@ def _limits(spec: ControllerSpec, given: dict[str, Any], cfg: ServeConfig) -> No
                            "over_limit")
 
 
-def _thinking_budget(request: Any, cfg: ServeConfig) -> Any:
-    """The thinking cap the request asks for: an int, None (uncapped) or "unset" (not asked).
-    The first one given wins: vLLM's budget, OpenRouter's max_tokens, then the efforts."""
+def _thinking_budget(request: Any, cfg: ServeConfig) -> tuple[Any, str | None]:
+    """The thinking cap the request asks for (an int, None: uncapped, or "unset": not asked) and
+    the field that asked. The first one given wins: vLLM's budget, OpenRouter's max_tokens, then
+    the efforts."""
     reasoning = request.reasoning
-    for value in (request.thinking_token_budget, reasoning and reasoning.max_tokens):
+    for value, param in ((request.thinking_token_budget, "thinking_token_budget"),
+                         (reasoning and reasoning.max_tokens, "reasoning.max_tokens")):
         if value is not None:
-            return value
+            return value, param
     if reasoning is not None and reasoning.enabled is False and reasoning.effort is None:
-        return cfg.budget_for("none")
-    for value in (reasoning and reasoning.effort, request.reasoning_effort):
+        return cfg.budget_for("none"), "reasoning.enabled"
+    for value, param in ((reasoning and reasoning.effort, "reasoning.effort"),
+                         (request.reasoning_effort, "reasoning_effort")):
         if value is not None:
-            return cfg.budget_for(value)
-    return "unset"
+            return cfg.budget_for(value), param
+    return "unset", None

@@ -49,7 +49,7 @@ class Message(_Open):
 
 
 class StreamOptions(_Open):
-    include_usage: StrictBool = False
+    include_usage: Optional[StrictBool] = None
 
 
 class Reasoning(_Open):
@@ -57,7 +57,7 @@ class Reasoning(_Open):
 
     effort: Optional[Effort] = None
     max_tokens: Optional[StrictInt] = Field(None, ge=0)
-    exclude: StrictBool = False
+    exclude: Optional[StrictBool] = None
     enabled: Optional[StrictBool] = None
 
 
@@ -67,19 +67,21 @@ class PonderOptions(_Open):
 
     controller: Optional[str] = None
     answer_kind: Optional[AnswerKind] = None
-    lanes: StrictBool = False
+    lanes: Optional[StrictBool] = None
 
     def controller_options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
 class _Request(_Open):
+    """Fields OpenAI's API lets a client send as null mean their default (None here)."""
+
     model: Optional[str] = None
-    n: StrictInt = Field(1, ge=1)
-    stream: StrictBool = False
+    n: Optional[StrictInt] = Field(None, ge=1)
+    stream: Optional[StrictBool] = None
     stream_options: Optional[StreamOptions] = None
     stop: Any = ()
-    include_reasoning: StrictBool = True
+    include_reasoning: Optional[StrictBool] = None
     reasoning: Optional[Reasoning] = None
     reasoning_effort: Optional[Effort] = None
     thinking_token_budget: Optional[StrictInt] = Field(None, ge=0)
