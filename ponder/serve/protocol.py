@@ -209,11 +209,13 @@ def _blamed(message: str, given: dict[str, Any], own: dict[str, Any], budget_par
 def _limits(spec: ControllerSpec, given: dict[str, Any], own: dict[str, Any], cfg: ServeConfig) -> None:
     """The server's own limits on samples and on the tokens per sample that were asked for (by the
     body, its ``ponder`` options or the server's defaults; the controllers' own default stands)."""
-    asked = {k for k in ("max_completion_tokens", "max_tokens") if k in given} | ({"ponder.max_tokens"} & {
-        f"ponder.{k}" for k in own}) | ({"max_tokens"} & {k for k, _ in cfg.options})
+    asked = [param for param, set_there in (("ponder.max_tokens", "max_tokens" in own),
+                                             ("max_completion_tokens", "max_completion_tokens" in given),
+                                             ("max_tokens", "max_tokens" in given or "max_tokens" in dict(cfg.options)))
+             if set_there]  # the first one set is the one that won
     sampling = getattr(spec.controller, "sampling", None)
     if asked and sampling is not None and sampling.max_tokens > cfg.max_tokens:
-        param = next(p for p in ("ponder.max_tokens", "max_completion_tokens", "max_tokens") if p in asked)
+        param = asked[0]
         raise RequestError(f"max_tokens {sampling.max_tokens} is over this server's limit of {cfg.max_tokens}",
                            param, "over_limit")
     n = getattr(spec.controller, "n", 1)
