@@ -240,14 +240,19 @@ def test_ponder_eval_sweeps_adaptive_rules(tmp_path):
 @pytest.fixture(params=["hf", pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.slow]),
                         pytest.param("ray", marks=pytest.mark.slow)])
 def live_engine(request):
-    return request.getfixturevalue(f"{request.param}_engine")
+    return request.param, request.getfixturevalue(f"{request.param}_engine")
+
+
+# decode steps an aborted sample may run past what the controller read: in-process engines stop
+# within the step running at the abort; the Ray pool also has the chunk in transit (as in test_ray_pool)
+ABORT_LAG = {"hf": 1, "vllm": 1, "ray": 6}
 
 
 @pytest.mark.timeout(900)
 async def test_live_stop_aborts_in_the_engine(live_engine):
-    """The engine's own counts after the stop: aborted samples decoded at most one token past their
-    abort, finished ones exactly what they returned, and nothing is decoded once the run returned."""
-    hf_engine = live_engine  # the checks below read the engine's own counts, whatever its kind
+    """The engine's own counts after the stop: aborted samples decoded at most a step past their
+    abort (plus the chunk in transit on Ray), finished ones exactly what they returned, and nothing is decoded once the run returned."""
+    kind, hf_engine = live_engine  # the checks below read the engine's own counts, whatever its kind
     from ponder.benchmarks.arith import problems
     from ponder.types import Problem
     from ponder.verifiers import get_verifier
@@ -269,7 +274,7 @@ async def test_live_stop_aborts_in_the_engine(live_engine):
         assert sol.info["finished"] + sol.info["aborted"] == 8
         for t, c in zip(sol.traces, counts):
             if t.aborted:
-                assert c - t.tokens == t.wasted_tokens <= 1, "a sample kept decoding after its abort"
+                assert c - t.tokens == t.wasted_tokens <= ABORT_LAG[kind], "a sample kept decoding after its abort"
             else:
                 assert c == t.tokens and t.wasted_tokens == 0
         assert sol.total_tokens + sol.wasted_tokens == sum(counts)
