@@ -354,3 +354,140 @@ def test_serve_exits_2_with_one_line_when_its_engine_dies(tmp_path, die_after):
     what = "died" if die_after >= 0 else "could not start"
     assert text.strip().splitlines()[-1].startswith(f"error: vllm engine {what}"), text
     assert "Traceback" not in text, text
+
+
+# ---------------------------------------------------------------- the openai engine: its server is the engine
+
+async def test_an_openai_engine_without_its_server_cannot_start():
+    from ponder.engines import open_engine
+    from ponder.engines.server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with pytest.raises(EngineError) as err:
+        await open_engine("openai", base_url=url)
+    assert not err.value.started and str(err.value).startswith("openai engine could not start (model ")
+    assert f"cannot reach the server at {url}/models" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_eval_on_an_openai_server_that_is_not_there_is_one_line_and_status_2(tmp_path):
+    from ponder.engines.server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    result = CliRunner().invoke(app, ["eval", "--engine", "openai", "--base-url", url, "--limit", "2",
+                                      "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert f"openai engine could not start" in result.output and f"cannot reach the server at {url}/models" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run" / "results.jsonl").exists()
+
+
+class _Toy:
+    """A stdlib completions server for the client's edge cases: 401 for any key, or a stream that
+    breaks off after one token (the real server's death is test_an_openai_server_killed_mid_stream)."""
+
+    def __init__(self, mode: str) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if mode == "key":  # vLLM's answer to a wrong key on every /v1 route
+                    return self._send(401, b'{"error": "Unauthorized"}')
+                self._send(200, b'{"data": [{"id": "m"}]}')
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", "100000")  # promises more than it sends
+                self.end_headers()
+                self.wfile.write(b'data: {"choices": [{"token_ids": [5], "finish_reason": null}]}\n\n')
+                self.wfile.flush()
+                self.close_connection = True
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_an_openai_server_that_refuses_the_key_cannot_start():
+    from ponder.engines import open_engine
+
+    toy = _Toy("key")
+    try:
+        with pytest.raises(EngineError, match=r"^openai engine could not start .*answered 401: the server refused "
+                                              r"the API key"):
+            await open_engine("openai", base_url=toy.url, served_model="m", api_key="wrong")
+    finally:
+        toy.close()
+
+
+async def test_a_stream_broken_off_by_a_server_that_still_answers_fails_only_its_request():
+    from ponder.engines import open_engine
+    from ponder.engines.base import complete
+    from ponder.types import SamplingParams
+
+    toy = _Toy("break")
+    engine = await open_engine("openai", base_url=toy.url, served_model="m", metrics=False)
+    try:
+        for _ in range(2):  # the engine is not dead: the next request goes out (and breaks the same way)
+            with pytest.raises(ConnectionError, match=r"/completions broke off request ponder-\d+: ") as err:
+                await complete(engine, [1, 2, 3], SamplingParams(max_tokens=8))
+            assert not isinstance(err.value, EngineError)
+        assert engine.stats.requests == 2 and engine.unfinished() == 0
+    finally:
+        await engine.aclose()
+        toy.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_an_openai_server_killed_mid_stream_is_the_engines_death():
+    """vLLM's server SIGKILLed (its engine core too) while a request streams: that request and every
+    later one raise the same one-line EngineError, at once; nothing hangs."""
+    import psutil
+
+    from ponder.engines import open_engine
+    from ponder.engines.server import VLLMServer
+    from ponder.types import SamplingParams
+
+    with VLLMServer() as server:
+        engine = await open_engine("openai", base_url=server.base_url)
+        try:
+            ids = engine.tokenizer.encode("Compute 012+034", add_special_tokens=False)
+            got = 0
+            with pytest.raises(EngineError) as err:
+                async with aclosing(engine.stream(ids, SamplingParams(max_tokens=400, ignore_eos=True))) as chunks:
+                    async for chunk in chunks:
+                        got += len(chunk.token_ids)
+                        if got >= 4 and server.proc.poll() is None:
+                            family = [server.proc.pid, *(p.pid for p in psutil.Process(server.proc.pid).children(recursive=True))]
+                            for pid in family:
+                                try:
+                                    os.kill(pid, 9)
+                                except ProcessLookupError:
+                                    pass
+            died = err.value
+            assert died.started and str(died).startswith("openai engine died (model ")
+            assert f"the server at {server.base_url}/completions went away: " in str(died) and "\n" not in str(died)
+            start = time.monotonic()
+            with pytest.raises(EngineError) as again:
+                async with aclosing(engine.stream(ids, SamplingParams(max_tokens=8))) as chunks:
+                    async for _ in chunks:
+                        pass
+            assert str(again.value) == str(died) and time.monotonic() - start < 1.0
+        finally:
+            await engine.aclose()

@@ -270,9 +270,9 @@ async def test_openai_engine_names_max_tokens_when_a_server_refuses_it(openai_en
     engine = OpenAIEngine(base_url=openai_engine.base_url, tokenizer=openai_engine.tokenizer)
 
     async def unlisted():  # a server whose /v1/models does not give its context length
-        return None
+        return [{"id": engine.served_model}]
 
-    monkeypatch.setattr(engine, "_served_context", unlisted)
+    monkeypatch.setattr(engine, "_models", unlisted)
     with pytest.raises(ValueError, match=r"refused max_tokens=32768: .*max_model_len=512.* --max-tokens"):
         await complete(engine, prompt_ids(engine), SamplingParams(max_tokens=32768))
     await engine.aclose()

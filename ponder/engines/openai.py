@@ -20,6 +20,12 @@ this client received.
 The served model's context length is read from ``/v1/models`` (vLLM lists ``max_model_len``) and
 each request's ``max_tokens`` is capped to fit, as the in-process engines stop at the context.
 
+A server that cannot be reached at ``start()``, or refuses the API key, is an `EngineError` ("could
+not start"). A server that goes away later (new connections refused, or an open stream broken off
+while the server no longer answers) is an `EngineError` ("died") for that request and every later
+one, as a dead in-process engine is: eval stops and keeps its rows, serve turns unhealthy. A stream
+broken off by a server that still answers, or silent for ``timeout_s``, fails only its own request.
+
     engine = OpenAIEngine("path/or/hub-id", base_url="http://127.0.0.1:8000/v1")
 """
 
@@ -30,7 +36,7 @@ import json
 import time
 from typing import Any, AsyncIterator
 
-from ponder.engines.base import EngineStats, request_ids
+from ponder.engines.base import EngineError, EngineStats, request_ids
 from ponder.engines.server_counts import ServerCounts, metrics_url, parse_metrics
 from ponder.types import Chunk, SamplingParams
 
@@ -96,6 +102,8 @@ class OpenAIEngine:
         self._scraped = 0.0
         self._started = False
         self._start_lock: asyncio.Lock | None = None
+        self._dead: EngineError | None = None
+        self._timeout_s = timeout_s
 
     # -- engine-side counts -----------------------------------------------------------------
     @property
@@ -172,21 +180,48 @@ class OpenAIEngine:
         async with self._start_lock:
             if self._started:
                 return
+            listed = await self._models()
             if self.max_model_len is None:
-                self.max_model_len = await self._served_context()
+                self.max_model_len = _context(listed, self.served_model)
             if self._metrics_url is not None:
                 self._apply(await self._scrape_async())
             self._started = True
 
-    async def _served_context(self) -> int | None:
+    async def _models(self) -> list[dict[str, Any]]:
+        """The server's ``/v1/models`` list ([] when it has none); an unreachable server, or one that
+        refuses the key, cannot start."""
+        import httpx
+
+        url = f"{self.base_url}/models"
         try:
-            resp = await self._client.get(f"{self.base_url}/models", timeout=10.0)
+            resp = await self._client.get(url, timeout=10.0)
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise EngineError(self.name, self.served_model, f"cannot reach the server at {url}: {_said(exc)}") from None
+        if resp.status_code in (401, 403):
+            raise EngineError(self.name, self.served_model, f"{url} answered {resp.status_code}: the server refused "
+                                                            f"the API key (pass the one it was started with)")
+        try:
             models = (resp.json().get("data") or []) if resp.status_code == 200 else []
         except Exception:  # a server without /v1/models: requests go out uncapped
-            return None
-        mine = [m for m in models if m.get("id") == self.served_model] or (models if len(models) == 1 else [])
-        length = mine[0].get("max_model_len") if mine else None
-        return int(length) if isinstance(length, (int, float)) and length > 0 else None
+            return []
+        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
+    async def _gone(self, url: str, exc: Exception) -> EngineError | None:
+        """The engine's death when the server refuses connections (``exc``: how a request failed).
+
+        The check has a client of its own: the streams' connection pool may be full, and a full pool
+        or a slow answer is no death."""
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(headers=self._client.headers, timeout=5.0) as check:
+                await check.get(f"{self.base_url}/models")
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            self._dead = self._dead or EngineError(self.name, self.served_model,
+                                                   f"the server at {url} went away: {_said(exc)}", started=True)
+        except httpx.HTTPError:
+            pass
+        return self._dead
 
     def _body(self, prompt_ids: list[int], p: SamplingParams) -> dict[str, Any]:
         max_tokens = p.max_tokens
@@ -223,6 +258,8 @@ class OpenAIEngine:
     ) -> AsyncIterator[Chunk]:
         import httpx
 
+        if self._dead is not None:  # a new error each time: one raised again would pile up tracebacks
+            raise EngineError(self._dead.kind, self._dead.model, self._dead.cause, started=True)
         await self.start()
         body = self._body(prompt_ids, params)
         rid = request_id or next(request_ids)
@@ -251,9 +288,18 @@ class OpenAIEngine:
                     yield chunk
                     if finished:
                         return
-        except httpx.ConnectError as exc:
+        except httpx.TimeoutException as exc:
             finished = True
-            raise ConnectionError(f"cannot reach the completions server at {url}: {exc}") from None
+            raise TimeoutError(f"{url} timed out on request {rid}: {_waited(exc, self._timeout_s)}") from None
+        except httpx.TransportError as exc:  # refused, reset, or a stream broken off
+            finished = True
+            dead = await self._gone(url, exc)
+            if dead is not None:
+                raise dead from None
+            raise ConnectionError(f"{url} broke off request {rid}: {_said(exc)}") from None
+        except httpx.HTTPError as exc:  # a body httpx cannot decode, too many redirects
+            finished = True
+            raise RuntimeError(f"{url} failed request {rid}: {type(exc).__name__}: {_said(exc)}") from None
         finally:
             self._open -= 1
             if not finished:  # leaving the `async with` closed the connection: the server aborts
@@ -263,6 +309,31 @@ class OpenAIEngine:
     async def aclose(self) -> None:
         await self._client.aclose()
         self._sync.close()
+
+
+def _said(exc: Exception) -> str:
+    """httpx's error in one line (some carry no message)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _waited(exc: Exception, read_s: float) -> str:
+    """What an httpx timeout waited for, in words."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "no connection within 10 s"
+    if isinstance(exc, httpx.PoolTimeout):
+        return f"no free connection in the client's pool within {read_s:g} s"
+    if isinstance(exc, httpx.WriteTimeout):
+        return f"the request could not be sent within {read_s:g} s"
+    return f"nothing streamed for {read_s:g} s (the engine's timeout_s)"
+
+
+def _context(models: list[dict[str, Any]], served: str) -> int | None:
+    """The served model's context length from ``/v1/models`` (vLLM's ``max_model_len``), if listed."""
+    mine = [m for m in models if m.get("id") == served] or (models if len(models) == 1 else [])
+    length = mine[0].get("max_model_len") if mine else None
+    return int(length) if isinstance(length, (int, float)) and length > 0 else None
 
 
 def _parse(obj: dict[str, Any], k: int | None, url: str) -> Chunk | None:
