@@ -23,6 +23,7 @@ __all__ = [
     "max_samples",
     "max_problem_bytes",
     "check_seed",
+    "OptionError",
     "AnswerKind",
     "ANSWER_KINDS",
     "FinishReason",
@@ -39,6 +40,16 @@ DEFAULT_MAX_SAMPLES = 1024
 """Most samples one controller may launch per problem, unless ``PONDER_MAX_SAMPLES`` says otherwise."""
 DEFAULT_MAX_PROBLEM_BYTES = 65536
 """Most bytes of problem text (UTF-8), unless ``PONDER_MAX_PROBLEM_BYTES`` says otherwise."""
+
+
+class OptionError(ValueError):
+    """A bad controller or sampling option. ``option`` is its name as the caller gave it
+    (``max_thinking_tokens``, ``sample_rule``), so the CLI can name the flag that set it and serve
+    the request field; the message is the one line said to the user."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 def _env_limit(name: str, default: int) -> int:
@@ -78,9 +89,9 @@ def check_seed(seed: Any, name: str = "seed") -> None:
     if seed is None:
         return
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"{name} must be an integer in 0..2^64-1 (got {seed!r})")
+        raise OptionError(name, f"{name} must be an integer in 0..2^64-1 (got {seed!r})")
     if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{name} must be an integer in 0..2^64-1 (got {seed})")
+        raise OptionError(name, f"{name} must be an integer in 0..2^64-1 (got {seed})")
 
 
 def _finite_number(value: Any) -> bool:

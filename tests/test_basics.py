@@ -68,11 +68,16 @@ def _ponder(*args: str) -> subprocess.CompletedProcess:
     [
         (["--controller", "nope"], "unknown controller 'nope'"),
         (["--engine", "gpu9"], "--engine must be one of"),
-        (["--temperature", "-1"], "temperature must be a number >= 0"),
+        # a bad option is called what the user typed: the flag, or the -o key (OptionError.option)
+        (["--temperature", "-1"], "error: --temperature must be a number >= 0"),
         (["--max-tokens", "0"], "--max-tokens must be"),
-        (["-c", "ffs", "-n", "4", "-k", "5"], "k must be an integer in 1..n=4"),
-        (["-c", "ffs", "-n", "0"], "n must be an integer >= 1"),
+        (["-c", "ffs", "-n", "4", "-k", "5"], "ffs: -k must be an integer in 1..n=4"),
+        (["-c", "ffs", "-n", "0"], "ffs: -n must be an integer >= 1"),
+        (["-c", "ffs", "-n", "2", "-o", "n=0"], "ffs: n must be an integer >= 1"),
         (["-c", "budget_forcing", "--max-thinking-tokens", "-3"], "--max-thinking-tokens must be"),
+        (["--seed", "-1"], "error: --seed must be an integer in 0..2^64-1"),
+        (["-c", "adaptive", "-o", "sample=probe", "-o", "sample_rule=bogus"], "probe: rule must be one of "
+                                                                              "consistent, confidence (got 'bogus') (given as sample_rule)"),
         (["--answer-kind", "essay"], "--answer-kind must be one of"),
         (["--model", "/nonexistent/model"], "has no config.json"),
     ],

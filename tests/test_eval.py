@@ -340,7 +340,7 @@ def _one_line_error(result, *needles):
     (["--benchmark", "aime23"], ["unknown benchmark 'aime23'"]),
     (["--controller", "nope"], ["unknown controller 'nope'"]),
     (["--engine", "tpu"], ["--engine must be one of"]),
-    (["-n", "4"], ["controller 'single' has no option n"]),
+    (["-n", "4"], ["controller 'single' has no option -n"]),
     (["--option", "nokey"], ["--option must look like KEY=VALUE"]),
     (["--sweep", "n"], ["--sweep must look like KEY=V1,V2"]),
     (["--controller", "ffs", "-n", "4", "--sweep", "n=1,2"], ["--sweep n conflicts"]),

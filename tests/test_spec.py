@@ -82,7 +82,11 @@ def test_serve_builds_one_controller_per_request_and_seeds_each_choice(builds):
     assert job.controller_for(1).sample.max_thinking_tokens == 16 and job.controller_for(1).sampling.temperature == 0.7
     assert builds == ["ffs"]
     for change, param in (({"temperature": "hot"}, "temperature"), ({"max_completion_tokens": 0},
-                          "max_completion_tokens"), ({"seed": 1.5}, "seed"), ({"ponder": {"k": 9}}, "ponder"),
+                          "max_completion_tokens"), ({"seed": 1.5}, "seed"), ({"ponder": {"k": 9}}, "ponder.k"),
+                          ({"ponder": {"controller": "adaptive", "rule": "bogus"}}, "ponder.rule"),
+                          ({"ponder": {"controller": "adaptive", "sample": "probe", "sample_rule": "x"}}, "ponder.sample_rule"),
+                          ({"ponder": {"controller": "ffs", "beam": 2}}, "ponder.beam"),
+                          ({"ponder": {"controller": "budget_forcing", "extend": -1}}, "ponder.extend"),
                           ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
                           ({"stop": ["", "x"]}, "stop"), ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
                           ({"ponder": {"max_tokens": 40000}}, "ponder.max_tokens"),

@@ -25,7 +25,7 @@ import typer
 
 from ponder.cli.options import (Actors, Address, BaseUrl, Controller, EngineKind, Family, K, MaxThinkingTokens,
                                 MaxTokens, Model, N, Options, Temperature, UseRay, Verbose, controller_options,
-                                engine_failed, engine_settings, fail, use_family)
+                                engine_failed, engine_settings, fail, option_message, use_family)
 from ponder.engines.base import EngineError
 from ponder.assignments import parse_value
 
@@ -83,18 +83,19 @@ def main(
     """Run a controller on a benchmark and write OUT/results.jsonl, summary.md, summary.json."""
     if ctx.invoked_subcommand is not None:
         return
+    flags = dict(n=n, k=k, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                 max_thinking_tokens=max_thinking_tokens)
     try:
         engine_options, pool = engine_settings(engine, base_url, ray, actors, address, use_family(family))
         if resume and out is None:
             raise ValueError("--resume needs --out (the run directory to continue)")
-        options = controller_options(option, n=n, k=k, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                                     max_thinking_tokens=max_thinking_tokens)
+        options = controller_options(option, **flags)
         base = dict(benchmark=benchmark, data=data, limit=limit, model=model, engine=engine,
                     base_url=engine_options.get("base_url"), family=engine_options.get("family"), ray=pool, concurrency=concurrency, resume=resume,
                     save_text=save_text)
         configs, problems, out, key, values = _plan(controller, options, sweep, out, base)
     except (ValueError, OSError) as exc:
-        fail(str(exc))
+        fail(option_message(exc, option, **flags))
     _execute(configs, problems, out, key, values, progress, verbose)
 
 

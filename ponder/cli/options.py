@@ -22,7 +22,7 @@ from ponder.assignments import parse_assignments
 from ponder.prompts import FAMILIES, FAMILY_ENV, check_family
 from ponder.types import ANSWER_KINDS
 
-__all__ = ["fail", "engine_failed", "Verbose", "check_choice", "engine_settings", "use_family", "controller_options", "option_names", "Model",
+__all__ = ["fail", "engine_failed", "Verbose", "check_choice", "engine_settings", "use_family", "controller_options", "option_message", "Model",
            "EngineKind", "BaseUrl", "UseRay", "Actors", "Address", "AnswerKindOption", "Controller", "N", "K",
            "Temperature", "MaxTokens", "MaxThinkingTokens", "Options", "Family"]
 
@@ -99,7 +99,18 @@ def controller_options(option: list[str], what: str = "--option", **flags: Any) 
     return options
 
 
-def option_names(message: str) -> str:
-    """Controllers name their fields (max_thinking_tokens); the CLI user typed --max-thinking-tokens."""
-    return re.sub(r"\b(?<![-\w])([a-z]+(?:_[a-z]+)+)\b(?= must| has no)",
-                  lambda m: "--" + m.group(1).replace("_", "-"), message)
+def option_message(exc: Exception, option: list[str] | tuple[str, ...] = (), **flags: Any) -> str:
+    """The one-line message of a bad input. A bad controller option (`OptionError`) that a named
+    flag set is called by that flag (``--max-thinking-tokens``, ``-n``); one set by ``-o KEY=VALUE``
+    keeps the key the user typed. ``option`` and ``flags``: as given to `controller_options`."""
+    message = str(exc) or type(exc).__name__
+    name = getattr(exc, "option", None)
+    if name is None or flags.get(name) is None:
+        return message
+    try:
+        if name in parse_assignments(option, "--option"):  # -o wins over the flag
+            return message
+    except ValueError:
+        return message
+    flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+    return re.sub(rf"(?<![\w-]){re.escape(name)}\b", flag, message, count=1)  # the first: where it is named

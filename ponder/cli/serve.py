@@ -23,7 +23,7 @@ import typer
 
 from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, Family, K,
                                 MaxThinkingTokens, MaxTokens, Model, N, Options, Temperature, UseRay, check_choice,
-                                Verbose, controller_options, engine_failed, engine_settings, fail, option_names,
+                                Verbose, controller_options, engine_failed, engine_settings, fail, option_message,
                                 use_family)
 from ponder.types import ANSWER_KINDS
 
@@ -72,13 +72,13 @@ def serve(
     from ponder.engines.models import resolve_model
     from ponder.engines.ray import PoolError
 
+    flags = dict(n=n, k=k, temperature=temperature, max_tokens=max_tokens, max_thinking_tokens=max_thinking_tokens)
     try:
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
         engine_options, pool = engine_settings(engine, base_url, ray, actors, address, use_family(family))
         if max_model_len is not None:
             engine_options["max_model_len"] = max_model_len
-        options = controller_options(option, n=n, k=k, temperature=temperature, max_tokens=max_tokens,
-                                     max_thinking_tokens=max_thinking_tokens)
+        options = controller_options(option, **flags)
         ControllerSpec.of(controller, options)  # the server's default, checked before a model loads
         path = resolve_model(model)
         cfg = _config(controller, options, answer_kind, served_model_name or (model if model not in (None, "tiny")
@@ -86,7 +86,7 @@ def serve(
                       path, api_key, effort, max_n, max_samples, max_request_tokens, max_body_bytes,
                       progress_interval)
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
+        fail(option_message(exc, option, **flags))
     if not api_key and not _loopback(host):
         typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model",
                    err=True)

@@ -23,7 +23,7 @@ import typer
 
 from ponder.cli.options import (Actors, Address, AnswerKindOption, BaseUrl, Controller, EngineKind, Family, K,
                                 MaxThinkingTokens, MaxTokens, Model, N, Options, Temperature, UseRay, check_choice,
-                                Verbose, controller_options, engine_failed, engine_settings, fail, option_names,
+                                Verbose, controller_options, engine_failed, engine_settings, fail, option_message,
                                 use_family)
 from ponder.types import ANSWER_KINDS
 
@@ -63,20 +63,20 @@ def solve(
     from ponder.engines.ray import PoolError  # stdlib-only module: ray itself loads with a pool
 
     out = _json_stdout() if as_json else None
+    flags = dict(n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens, min_thinking_tokens=min_thinking_tokens,
+                 extend=extend, answer_tokens=answer_tokens, temperature=temperature, top_p=top_p,
+                 max_tokens=max_tokens, seed=seed)
     try:
         check_choice("--answer-kind", answer_kind, ANSWER_KINDS)
         engine_options, pool = engine_settings(engine, base_url, ray, actors, address, use_family(family))
-        options = controller_options(
-            option, n=n, k=k, mode=mode, max_thinking_tokens=max_thinking_tokens,
-            min_thinking_tokens=min_thinking_tokens, extend=extend, answer_tokens=answer_tokens,
-            temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+        options = controller_options(option, **flags)
         spec = ControllerSpec.of(controller, options)  # checked once, before a model loads
         _warn_about_format(problem, model, family)
         solution = _solve(problem, spec, model, engine, pool, engine_options, answer_kind, gold)
     except EngineError as exc:
         engine_failed(exc, verbose)
     except (ValueError, TypeError, FileNotFoundError, ConnectionError, OSError, PoolError) as exc:
-        fail(option_names(str(exc)) if str(exc) else type(exc).__name__)
+        fail(option_message(exc, option, **flags))
     if out is not None:
         out.write(json.dumps(solution.to_dict(with_ids=True)) + "\n")
         out.flush()

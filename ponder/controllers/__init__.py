@@ -33,10 +33,11 @@ from ponder.controllers.exit import force_answer
 from ponder.controllers.probe import Probe
 from ponder.controllers.single import Single
 from ponder.controllers.spec import ControllerSpec
+from ponder.types import OptionError
 
 __all__ = ["REGISTRY", "Controller", "Sampling", "Single", "Majority", "Adaptive", "FirstFinish", "BudgetForcing", "DeepConf",
            "Probe", "Plain", "SAMPLE_POLICIES", "SamplePolicy", "force_answer", "get_controller", "controller_class",
-           "ControllerSpec", "UnknownController"]
+           "ControllerSpec", "UnknownController", "OptionError"]
 
 REGISTRY: dict[str, str] = {
     "single": "ponder.controllers.single:Single",
@@ -79,7 +80,7 @@ def get_controller(name: str, **options: Any) -> Controller:
     (``sample="probe", interval=16``); a policy option whose name the controller has too goes to
     the controller, and to the policy as ``sample_NAME`` (``get_controller("adaptive", rule="beta",
     sample="probe", sample_rule="confidence")``); the rest go to the controller. Unknown names and
-    options, and bad values, raise ValueError.
+    options, and bad values, raise `OptionError` (a ValueError naming the option).
     """
     factory = controller_class(name)
     sampling_keys = {f.name for f in dataclasses.fields(Sampling)}
@@ -92,12 +93,12 @@ def get_controller(name: str, **options: Any) -> Controller:
         given = {k: options.pop(k) for k in list(options) if k in _FORCING_KEYS}
         forcing = {k: v for k, v in given.items() if v is not None}  # None: not given (CLI defaults)
         if forcing and "sample" in options:
-            raise ValueError(f"controller {name!r}: give either sample= or {', '.join(sorted(forcing))}, not both")
+            raise OptionError("sample", f"controller {name!r}: give either sample= or {', '.join(sorted(forcing))}, not both")
         if forcing:
             options["sample"] = BudgetForcing(**forcing)
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise ValueError(f"controller {name!r} has no option {', '.join(unknown)}; its options: "
+        raise OptionError(unknown[0], f"controller {name!r} has no option {', '.join(unknown)}; its options: "
                          f"{', '.join(sorted((allowed - {'sampling'}) | sampling_keys))}")
     if sampling:
         options["sampling"] = Sampling(**sampling)
@@ -109,10 +110,14 @@ def _policy_options(name: str, options: dict[str, Any], own: set[str]) -> set[st
     the option names it took. Names the controller ``own``s too are taken as ``sample_NAME``."""
     policy = options["sample"]
     if policy not in SAMPLE_POLICIES:
-        raise ValueError(f"controller {name!r}: sample must be one of {', '.join(SAMPLE_POLICIES)} (got {policy!r})")
+        raise OptionError("sample", f"controller {name!r}: sample must be one of {', '.join(SAMPLE_POLICIES)} (got {policy!r})")
     cls = SAMPLE_POLICIES[policy]
     fields = {f.name for f in dataclasses.fields(cls)} - {"sampling"} if dataclasses.is_dataclass(cls) else set()
     keys = {(f"sample_{f}" if f in own else f): f for f in fields}
     given = {keys[k]: options.pop(k) for k in list(options) if k in keys}
-    options["sample"] = cls(**{k: v for k, v in given.items() if v is not None})  # None: not given
+    try:
+        options["sample"] = cls(**{k: v for k, v in given.items() if v is not None})  # None: not given
+    except OptionError as exc:  # name the option as it was given: sample_rule, not the policy's rule
+        said = next((k for k, f in keys.items() if f == exc.option), exc.option)
+        raise OptionError(said, str(exc) if said == exc.option else f"{exc} (given as {said})") from None
     return set(keys)

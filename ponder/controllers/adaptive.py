@@ -86,13 +86,14 @@ class Adaptive:
 
     def __post_init__(self) -> None:
         check_n("adaptive", self.n)
-        check(self.rule in RULES, f"adaptive: rule must be one of {', '.join(RULES)} (got {self.rule!r})")
+        check(self.rule in RULES, "rule", f"adaptive: rule must be one of {', '.join(RULES)} (got {self.rule!r})")
         ok = isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
-        check(ok and 0 < self.threshold < 1, f"adaptive: threshold must be a number in (0, 1) (got {self.threshold!r})")
+        check(ok and 0 < self.threshold < 1, "threshold",
+              f"adaptive: threshold must be a number in (0, 1) (got {self.threshold!r})")
         check(_count(self.window) and 1 <= self.window <= self.n,
-              f"adaptive: window must be an integer in 1..n={self.n} (got {self.window!r})")
+              "window", f"adaptive: window must be an integer in 1..n={self.n} (got {self.window!r})")
         check(self.wave is None or (_count(self.wave) and 1 <= self.wave <= self.n),
-              f"adaptive: wave must be None or an integer in 1..n={self.n} (got {self.wave!r})")
+              "wave", f"adaptive: wave must be None or an integer in 1..n={self.n} (got {self.wave!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:
         start = time.perf_counter()

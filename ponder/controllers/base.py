@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ponder.controllers.trace import SampleContext
 from ponder.prompts import family_for, render
-from ponder.types import MAX_SEED, Problem, SamplingParams, Solution, check_seed, max_samples
+from ponder.types import MAX_SEED, OptionError, Problem, SamplingParams, Solution, check_seed, max_samples
 from ponder.verifiers import warm
 
 __all__ = ["Controller", "Sampling", "make_context", "check_n"]
@@ -41,11 +41,11 @@ class Sampling:
     def __post_init__(self) -> None:
         # fail when the controller is built (CLI: before a model loads), not at the first request
         if not (_number(self.temperature) and math.isfinite(self.temperature) and self.temperature >= 0):
-            raise ValueError(f"temperature must be a number >= 0 and finite (got {self.temperature!r})")
+            raise OptionError("temperature", f"temperature must be a number >= 0 and finite (got {self.temperature!r})")
         if not (_number(self.top_p) and 0 < self.top_p <= 1):  # NaN fails the comparison too
-            raise ValueError(f"top_p must be a number in (0, 1] (got {self.top_p!r})")
+            raise OptionError("top_p", f"top_p must be a number in (0, 1] (got {self.top_p!r})")
         if not (isinstance(self.max_tokens, int) and not isinstance(self.max_tokens, bool) and self.max_tokens >= 1):
-            raise ValueError(f"max_tokens must be an integer >= 1 (got {self.max_tokens!r})")
+            raise OptionError("max_tokens", f"max_tokens must be an integer >= 1 (got {self.max_tokens!r})")
         check_seed(self.seed)
 
     def params(self, index: int = 0, **changes: Any) -> SamplingParams:
@@ -65,9 +65,9 @@ def check_n(controller: str, n: Any) -> None:
     """Refuse a sample count that is not an integer in 1..`max_samples()` (ValueError naming ``n``)."""
     limit = max_samples()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{controller}: n must be an integer >= 1 (got {n!r})")
+        raise OptionError("n", f"{controller}: n must be an integer >= 1 (got {n!r})")
     if n > limit:
-        raise ValueError(f"{controller}: n={n} is over the limit of {limit} samples per problem "
+        raise OptionError("n", f"{controller}: n={n} is over the limit of {limit} samples per problem "
                          f"(set PONDER_MAX_SAMPLES to raise it)")
 
 

@@ -57,16 +57,16 @@ class BudgetForcing:
     name = "budget_forcing"
 
     def __post_init__(self) -> None:
-        cap = self.max_thinking_tokens
-        check(cap is None or (isinstance(cap, int) and cap >= 0),
+        cap, least = self.max_thinking_tokens, self.min_thinking_tokens
+        check(cap is None or (isinstance(cap, int) and cap >= 0), "max_thinking_tokens",
               f"budget_forcing: max_thinking_tokens must be None or an integer >= 0 (got {cap!r})")
-        check(isinstance(self.min_thinking_tokens, int) and self.min_thinking_tokens >= 0,
-              f"budget_forcing: min_thinking_tokens must be an integer >= 0 (got {self.min_thinking_tokens!r})")
-        check(cap is None or self.min_thinking_tokens <= cap,
-              f"budget_forcing: min_thinking_tokens must be <= max_thinking_tokens={cap} (got {self.min_thinking_tokens})")
-        check(isinstance(self.extend, int) and self.extend >= 0,
+        check(isinstance(least, int) and least >= 0, "min_thinking_tokens",
+              f"budget_forcing: min_thinking_tokens must be an integer >= 0 (got {least!r})")
+        check(cap is None or least <= cap, "min_thinking_tokens",
+              f"budget_forcing: min_thinking_tokens must be <= max_thinking_tokens={cap} (got {least})")
+        check(isinstance(self.extend, int) and self.extend >= 0, "extend",
               f"budget_forcing: extend must be an integer >= 0 (got {self.extend!r})")
-        check(isinstance(self.answer_tokens, int) and self.answer_tokens >= 1,
+        check(isinstance(self.answer_tokens, int) and self.answer_tokens >= 1, "answer_tokens",
               f"budget_forcing: answer_tokens must be an integer >= 1 (got {self.answer_tokens!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:

@@ -59,13 +59,13 @@ class DeepConf:
     def __post_init__(self) -> None:
         check_n("deepconf", self.n)
         check(isinstance(self.warmup, int) and 1 <= self.warmup <= self.n,
-              f"deepconf: warmup must be an integer in 1..n={self.n} (got {self.warmup!r})")
+              "warmup", f"deepconf: warmup must be an integer in 1..n={self.n} (got {self.warmup!r})")
         check(isinstance(self.window, int) and self.window >= 1,
-              f"deepconf: window must be an integer >= 1 (got {self.window!r})")
+              "window", f"deepconf: window must be an integer >= 1 (got {self.window!r})")
         check(isinstance(self.top_k, int) and self.top_k >= 1,
-              f"deepconf: top_k must be an integer >= 1 (got {self.top_k!r})")
+              "top_k", f"deepconf: top_k must be an integer >= 1 (got {self.top_k!r})")
         check(isinstance(self.percentile, (int, float)) and 0 <= self.percentile <= 100,
-              f"deepconf: percentile must be a number in 0..100 (got {self.percentile!r})")
+              "percentile", f"deepconf: percentile must be a number in 0..100 (got {self.percentile!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:
         start = time.perf_counter()

@@ -56,8 +56,8 @@ class FirstFinish:
     def __post_init__(self) -> None:
         check_n("ffs", self.n)
         check(isinstance(self.k, int) and 1 <= self.k <= self.n,
-              f"ffs: k must be an integer in 1..n={self.n} (got {self.k!r})")
-        check(self.mode in MODES, f"ffs: mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+              "k", f"ffs: k must be an integer in 1..n={self.n} (got {self.k!r})")
+        check(self.mode in MODES, "mode", f"ffs: mode must be one of {', '.join(MODES)} (got {self.mode!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:
         start = time.perf_counter()

@@ -43,7 +43,8 @@ class Majority:
 
     def __post_init__(self) -> None:
         check_n("majority", self.n)
-        check(self.weight in WEIGHTS, f"majority: weight must be one of {', '.join(WEIGHTS)} (got {self.weight!r})")
+        check(self.weight in WEIGHTS, "weight",
+              f"majority: weight must be one of {', '.join(WEIGHTS)} (got {self.weight!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:
         start = time.perf_counter()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ponder.controllers.trace import SampleContext, finish_trace, stream_into, wasted_after_abort
-from ponder.types import SamplingParams, Trace
+from ponder.types import OptionError, SamplingParams, Trace
 
 __all__ = ["SamplePolicy", "Plain", "launch", "run_all", "cancel", "settle", "mark_aborted", "check"]
 
@@ -51,10 +51,10 @@ class Plain:
         return trace
 
 
-def check(ok: bool, message: str) -> None:
-    """Raise the one-line ValueError that the CLI prints for a bad option value."""
+def check(ok: bool, option: str, message: str) -> None:
+    """Raise the one-line `OptionError` about ``option`` that the CLI and serve say for a bad value."""
     if not ok:
-        raise ValueError(message)
+        raise OptionError(option, message)
 
 
 def launch(

@@ -89,17 +89,17 @@ class Probe:
         if isinstance(self.transitions, str):  # -o transitions=Wait from the command line
             object.__setattr__(self, "transitions", (self.transitions,))
         object.__setattr__(self, "transitions", tuple(self.transitions))
-        check(self.rule in RULES, f"probe: rule must be one of {', '.join(RULES)} (got {self.rule!r})")
+        check(self.rule in RULES, "rule", f"probe: rule must be one of {', '.join(RULES)} (got {self.rule!r})")
         check(isinstance(self.interval, int) and self.interval >= 1,
-              f"probe: interval must be an integer >= 1 (got {self.interval!r})")
+              "interval", f"probe: interval must be an integer >= 1 (got {self.interval!r})")
         check(isinstance(self.window, int) and self.window >= 1,
-              f"probe: window must be an integer >= 1 (got {self.window!r})")
+              "window", f"probe: window must be an integer >= 1 (got {self.window!r})")
         check(isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 1,
-              f"probe: threshold must be a number in (0, 1] (got {self.threshold!r})")
+              "threshold", f"probe: threshold must be a number in (0, 1] (got {self.threshold!r})")
         check(all(isinstance(w, str) and w.strip() for w in self.transitions),
-              f"probe: transitions must be non-empty words (got {self.transitions!r})")
+              "transitions", f"probe: transitions must be non-empty words (got {self.transitions!r})")
         check(isinstance(self.answer_tokens, int) and self.answer_tokens >= 1,
-              f"probe: answer_tokens must be an integer >= 1 (got {self.answer_tokens!r})")
+              "answer_tokens", f"probe: answer_tokens must be an integer >= 1 (got {self.answer_tokens!r})")
 
     async def run(self, problem: Problem, engine, *, verifier=None) -> Solution:
         start = time.perf_counter()

@@ -186,22 +186,22 @@ def _spec(request: Any, cfg: ServeConfig) -> ControllerSpec:
     except UnknownController as exc:
         raise RequestError(str(exc), "ponder.controller", "unknown_controller") from None
     except (ValueError, TypeError) as exc:
-        raise RequestError(str(exc), _blamed(str(exc), given, own, budget_param)) from None
+        raise RequestError(str(exc), _blamed(exc, given, own, budget_param)) from None
     _limits(spec, given, own, cfg)
     return spec
 
 
-def _blamed(message: str, given: dict[str, Any], own: dict[str, Any], budget_param: str | None) -> str:
+def _blamed(exc: Exception, given: dict[str, Any], own: dict[str, Any], budget_param: str | None) -> str:
     """The request field a controller's error is about: ``ponder.KEY`` for the request's own
     controller options, the body field that set a sampling setting or the thinking budget, else ``ponder``."""
-    key = message.split(" ", 1)[0]
+    key = getattr(exc, "option", None)  # an OptionError names it; a TypeError does not
     if key in own:
         return f"ponder.{key}"
     if key == "max_tokens" and (given.keys() & {"max_completion_tokens", "max_tokens"}):
         return "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens"
     if key in given:
         return key
-    if "max_thinking_tokens" in message and budget_param is not None:
+    if "max_thinking_tokens" in str(exc) and budget_param is not None:  # the budget, or a minimum over it
         return budget_param
     return "ponder"
 
