@@ -47,9 +47,11 @@ class OptionError(ValueError):
     (``max_thinking_tokens``, ``sample_rule``), so the CLI can name the flag that set it and serve
     the request field; the message is the one line said to the user."""
 
-    def __init__(self, option: str, message: str) -> None:
+    def __init__(self, option: str, message: str, *, others: tuple[str, ...] | list[str] = ()) -> None:
         super().__init__(message)
         self.option = option
+        self.options = (option, *others)
+        """Every option the message is about (several unknown ones), ``option`` first."""
 
 
 def _env_limit(name: str, default: int) -> int:

@@ -76,6 +76,10 @@ def _ponder(*args: str) -> subprocess.CompletedProcess:
         (["-c", "ffs", "-n", "2", "-o", "n=0"], "ffs: n must be an integer >= 1"),
         (["-c", "budget_forcing", "--max-thinking-tokens", "-3"], "--max-thinking-tokens must be"),
         (["--seed", "-1"], "error: --seed must be an integer in 0..2^64-1"),
+        (["-c", "single", "-n", "2", "-k", "1"], "controller 'single' has no option -k, -n; its options: "),
+        (["-c", "ffs", "-o", "sample=5"], "controller 'ffs': sample must be a policy name"),
+        (["-c", "probe", "-o", "transitions=5"], "probe: transitions must be a word or a list of words (got 5)"),
+        (["-c", "ffs", "-n", "2048"], "ffs: -n must be at most 1024 samples per problem (got 2048;"),
         (["-c", "adaptive", "-o", "sample=probe", "-o", "sample_rule=bogus"], "probe: rule must be one of "
                                                                               "consistent, confidence (got 'bogus') (given as sample_rule)"),
         (["--answer-kind", "essay"], "--answer-kind must be one of"),

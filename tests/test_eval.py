@@ -345,6 +345,8 @@ def _one_line_error(result, *needles):
     (["--sweep", "n"], ["--sweep must look like KEY=V1,V2"]),
     (["--controller", "ffs", "-n", "4", "--sweep", "n=1,2"], ["--sweep n conflicts"]),
     (["--limit", "0"], ["--limit must be >= 1"]),
+    (["--seed", "5", "--sweep", "seed=-1,2"], ["error: seed must be an integer in 0..2^64-1 (got -1)"]),  # not --seed
+    (["-n", "4", "--sweep", "controller=ffs:n=0"], ["ffs: n must be an integer >= 1"]),
     (["--sweep", "controller=single,nope:n=2"], ["unknown controller 'nope'"]),
     (["--sweep", "controller=single,majority:n"], ["options after NAME: must look like KEY=VALUE (got 'n')"]),
     (["--resume"], ["--resume needs --out"]),

@@ -183,7 +183,7 @@ def test_an_address_that_is_not_a_ray_head_fails_fast(tmp_path):
 
 def test_sample_counts_are_bounded(monkeypatch):
     for name in ("majority", "ffs", "deepconf"):
-        with pytest.raises(ValueError, match=rf"{name}: n=10000 is over the limit of 1024 .*PONDER_MAX_SAMPLES"):
+        with pytest.raises(ValueError, match=rf"{name}: n must be at most 1024 samples per problem \(got 10000; .*PONDER_MAX_SAMPLES"):
             get_controller(name, n=10000)
     assert get_controller("majority", n=1024).n == 1024
     monkeypatch.setenv("PONDER_MAX_SAMPLES", "20000")
@@ -217,10 +217,10 @@ def test_the_largest_seed_is_allowed_and_sample_seeds_wrap():
 
 
 @pytest.mark.parametrize("args, needles", [
-    (["eval", "-n", "10000", "-c", "majority"], ["n=10000 is over the limit of 1024"]),
+    (["eval", "-n", "10000", "-c", "majority"], ["majority: -n must be at most 1024 samples per problem (got 10000"]),
     (["eval", "--temperature", "inf"], ["temperature", "finite"]),
     (["eval", "-o", "seed=1e23"], ["seed must be an integer", "1e+23"]),
-    (["solve", "Compute 1+2", "-c", "ffs", "-n", "10000"], ["n=10000 is over the limit"]),
+    (["solve", "Compute 1+2", "-c", "ffs", "-n", "10000"], ["ffs: -n must be at most 1024"]),
 ])
 def test_cli_refuses_unbounded_options_before_loading_a_model(tmp_path, args, needles):
     out = tmp_path / "run"

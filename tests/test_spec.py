@@ -87,6 +87,7 @@ def test_serve_builds_one_controller_per_request_and_seeds_each_choice(builds):
                           ({"ponder": {"controller": "adaptive", "sample": "probe", "sample_rule": "x"}}, "ponder.sample_rule"),
                           ({"ponder": {"controller": "ffs", "beam": 2}}, "ponder.beam"),
                           ({"ponder": {"controller": "budget_forcing", "extend": -1}}, "ponder.extend"),
+                          ({"ponder": {"controller": "probe", "transitions": 5}}, "ponder.transitions"),
                           ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
                           ({"stop": ["", "x"]}, "stop"), ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
                           ({"ponder": {"max_tokens": 40000}}, "ponder.max_tokens"),
@@ -95,6 +96,13 @@ def test_serve_builds_one_controller_per_request_and_seeds_each_choice(builds):
         with pytest.raises(RequestError) as refused:
             parse_chat({**body, **change}, ServeConfig())
         assert refused.value.param == param and refused.value.message, change
+    minimum = ServeConfig(controller="budget_forcing", options=(("min_thinking_tokens", 100),))
+    for change, param in (({"ponder": {"max_thinking_tokens": 5}}, "ponder.max_thinking_tokens"),
+                          ({"ponder": {"max_thinking_tokens": 5}, "reasoning_effort": "high"}, "ponder.max_thinking_tokens"),
+                          ({"reasoning_effort": "none"}, "reasoning_effort")):  # the cap under the server's minimum
+        with pytest.raises(RequestError) as refused:
+            parse_chat({**body, "ponder": None, **change}, minimum)
+        assert refused.value.param == param, change
     with pytest.raises(RequestError) as unknown:  # a model this server does not serve: 404 before anything else
         parse_chat({**body, "model": "gpt-4", "n": "x"}, ServeConfig())
     assert unknown.value.status == 404

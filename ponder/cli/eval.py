@@ -95,7 +95,9 @@ def main(
                     save_text=save_text)
         configs, problems, out, key, values = _plan(controller, options, sweep, out, base)
     except (ValueError, OSError) as exc:
-        fail(option_message(exc, option, **flags))
+        swept = (sweep or "").split("=", 1)[0].strip()  # a value the sweep set is no flag's (controller=: any)
+        flagged = {} if swept == "controller" else {k: v for k, v in flags.items() if k != swept}
+        fail(option_message(exc, option, **flagged))
     _execute(configs, problems, out, key, values, progress, verbose)
 
 

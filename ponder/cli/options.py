@@ -104,13 +104,12 @@ def option_message(exc: Exception, option: list[str] | tuple[str, ...] = (), **f
     flag set is called by that flag (``--max-thinking-tokens``, ``-n``); one set by ``-o KEY=VALUE``
     keeps the key the user typed. ``option`` and ``flags``: as given to `controller_options`."""
     message = str(exc) or type(exc).__name__
-    name = getattr(exc, "option", None)
-    if name is None or flags.get(name) is None:
-        return message
     try:
-        if name in parse_assignments(option, "--option"):  # -o wins over the flag
-            return message
+        typed = parse_assignments(option, "--option")  # -o wins over the flag
     except ValueError:
         return message
-    flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
-    return re.sub(rf"(?<![\w-]){re.escape(name)}\b", flag, message, count=1)  # the first: where it is named
+    for name in getattr(exc, "options", ()):
+        if flags.get(name) is not None and name not in typed:
+            flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", flag, message, count=1)  # the first: where it is named
+    return message

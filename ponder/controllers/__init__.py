@@ -96,10 +96,15 @@ def get_controller(name: str, **options: Any) -> Controller:
             raise OptionError("sample", f"controller {name!r}: give either sample= or {', '.join(sorted(forcing))}, not both")
         if forcing:
             options["sample"] = BudgetForcing(**forcing)
+        if "sample" in options and options["sample"] is None:  # None: not given, the controller's default
+            del options["sample"]
+        if not callable(getattr(options.get("sample", Plain()), "sample", None)):  # -o sample=5
+            raise OptionError("sample", f"controller {name!r}: sample must be a policy name "
+                                        f"({', '.join(SAMPLE_POLICIES)}) or a policy object (got {options['sample']!r})")
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise OptionError(unknown[0], f"controller {name!r} has no option {', '.join(unknown)}; its options: "
-                         f"{', '.join(sorted((allowed - {'sampling'}) | sampling_keys))}")
+                          f"{', '.join(sorted((allowed - {'sampling'}) | sampling_keys))}", others=unknown[1:])
     if sampling:
         options["sampling"] = Sampling(**sampling)
     return factory(**options)

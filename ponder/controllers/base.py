@@ -67,8 +67,8 @@ def check_n(controller: str, n: Any) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise OptionError("n", f"{controller}: n must be an integer >= 1 (got {n!r})")
     if n > limit:
-        raise OptionError("n", f"{controller}: n={n} is over the limit of {limit} samples per problem "
-                         f"(set PONDER_MAX_SAMPLES to raise it)")
+        raise OptionError("n", f"{controller}: n must be at most {limit} samples per problem (got {n}; "
+                               f"set PONDER_MAX_SAMPLES to raise the limit)")
 
 
 def make_context(problem: Problem, engine: Any, verifier: Any = None, family: str | None = None) -> SampleContext:

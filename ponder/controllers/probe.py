@@ -88,6 +88,8 @@ class Probe:
     def __post_init__(self) -> None:
         if isinstance(self.transitions, str):  # -o transitions=Wait from the command line
             object.__setattr__(self, "transitions", (self.transitions,))
+        check(isinstance(self.transitions, (list, tuple)), "transitions",
+              f"probe: transitions must be a word or a list of words (got {self.transitions!r})")
         object.__setattr__(self, "transitions", tuple(self.transitions))
         check(self.rule in RULES, "rule", f"probe: rule must be one of {', '.join(RULES)} (got {self.rule!r})")
         check(isinstance(self.interval, int) and self.interval >= 1,

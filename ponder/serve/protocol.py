@@ -201,6 +201,8 @@ def _blamed(exc: Exception, given: dict[str, Any], own: dict[str, Any], budget_p
         return "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens"
     if key in given:
         return key
+    if "max_thinking_tokens" in str(exc) and "max_thinking_tokens" in own:  # ponder's cap over the body's budget
+        return "ponder.max_thinking_tokens"
     if "max_thinking_tokens" in str(exc) and budget_param is not None:  # the budget, or a minimum over it
         return budget_param
     return "ponder"
