@@ -491,3 +491,58 @@ async def test_an_openai_server_killed_mid_stream_is_the_engines_death():
             assert str(again.value) == str(died) and time.monotonic() - start < 1.0
         finally:
             await engine.aclose()
+
+
+# ---------------------------------------------------------------- a vLLM engine dying inside a Ray actor
+
+def _engine_core(actor_pid: int) -> int:
+    """The pid of the vLLM engine-core process a pool actor started."""
+    import psutil
+
+    for _ in range(100):  # the core sets its process title a moment after it starts
+        cores = [p.pid for p in psutil.Process(actor_pid).children(recursive=True) if "EngineCore" in p.name()]
+        if cores:
+            return cores[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no engine-core process under actor pid {actor_pid}")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_a_vllm_engine_dying_in_a_ray_actor_moves_its_requests_and_the_last_is_the_pools_death():
+    """Two vLLM actors; one's engine core is SIGKILLed while both stream: its requests continue on
+    the other actor to their full length, and new ones go there. Once the second core dies too, the
+    next request raises one EngineError naming the pool and each actor's cause."""
+    import asyncio
+
+    from ponder.engines import open_engine
+    from ponder.engines.base import complete
+    from ponder.types import SamplingParams
+
+    pool = await open_engine("vllm", ray={"actors": 2, "num_cpus": 0.25}, max_model_len=512)
+    try:
+        cores = [_engine_core(info["pid"]) for info in pool.infos]
+        ids = pool.tokenizer.encode("Compute 012+034", add_special_tokens=False)
+        params = SamplingParams(max_tokens=120, temperature=0.0, ignore_eos=True)
+        tasks = [asyncio.create_task(complete(pool, ids, params, request_id=f"death-{i}")) for i in range(4)]
+        for _ in range(600):  # both actors hold requests and have decoded some of them
+            if all(a.requests for a in pool._actors) and pool.stats.generated_tokens >= 8:
+                break
+            await asyncio.sleep(0.05)
+        os.kill(cores[0], 9)
+        done = await asyncio.wait_for(asyncio.gather(*tasks), 300)
+        assert all(c.finish_reason == "length" and len(c.token_ids) == 120 for c in done)
+        moved = pool.resubmissions
+        assert moved and all(r.dead_actor == 0 and r.new_actor == 1 for r in moved), moved
+        assert all("vllm engine died" in r.error and "SIGKILL" in r.error for r in moved), moved
+        after = await complete(pool, ids, SamplingParams(max_tokens=8), request_id="death-after")
+        assert after.finish_reason is not None and pool.routed["death-after"] == 1
+        os.kill(cores[1], 9)
+        with pytest.raises(EngineError) as err:
+            await asyncio.wait_for(complete(pool, ids, params, request_id="death-last"), 120)
+        said = str(err.value)
+        assert said.startswith("ray engine died (model ") and "no live actor left (actor 0: EngineError: vllm engine died" in said
+        assert "actor 1: EngineError: vllm engine died" in said and "\n" not in said
+    finally:
+        await pool.aclose()

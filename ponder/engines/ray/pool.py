@@ -24,9 +24,12 @@ through Ray (a streaming generator and an actor call) when the socket cannot be 
 If an actor dies mid-request, each of its requests is resubmitted to a live actor as an exact
 prefix continuation (prompt + the tokens already streamed, the remaining ``max_tokens``), so the
 caller's stream goes on without losing or repeating a token; `resubmissions` records each one.
-Dead actors are restarted by Ray up to ``max_restarts`` times and rejoin the pool (while every
+An actor whose engine died (`EngineError` from it: a vLLM engine core killed or crashed) is
+treated as dead: it is killed, so that a restart reloads its engine, and its requests move the same
+way. Dead actors are restarted by Ray up to ``max_restarts`` times and rejoin the pool (while every
 actor is down and one is restarting, requests wait for it); with none left the request fails with
-a clear error. Continuations restart the sampler's random stream, and a
+`EngineError` naming each actor's cause (eval stops and keeps its rows, serve turns unhealthy,
+as for any dead engine). Continuations restart the sampler's random stream, and a
 stop string straddling the cut is not seen. Tensor-parallel vLLM actors and their placement groups:
 see `ponder.engines.ray.cluster`.
 """
@@ -38,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal
 
-from ponder.engines.base import EngineStats, request_ids
+from ponder.engines.base import EngineError, EngineStats, request_ids
 from ponder.engines.ray.actor import EngineActor
 from ponder.engines.ray.channel import dial, frame, merged, read_frame
 from ponder.engines.ray.cluster import (PoolError, check_room, connect, create_group, first_line, gone_for_good,
@@ -287,9 +290,9 @@ class RayPool:
     # -- routing ----------------------------------------------------------------------------
     def _pick(self) -> _Actor:
         live = [a for a in self._actors if a.alive]
-        if not live:
+        if not live:  # the pool, as an engine, died
             reasons = "; ".join(f"actor {a.index}: {a.error or 'dead'}" for a in self._actors)
-            raise PoolError(f"ray pool: no live actor left ({reasons})")
+            raise EngineError(self.name, self.model_name, f"no live actor left ({reasons})", started=True)
         self._turn += 1
         n = len(self._actors)
         return min(live, key=lambda a: (len(a.requests), (a.index - self._turn) % n))
@@ -447,6 +450,9 @@ class RayPool:
             if req is None:  # aborted meanwhile
                 continue
             self._count(req, arid, count)
+            if isinstance(error, EngineError):  # the actor's engine died: so is the actor, its requests move
+                self._engine_died(actor, error)
+                return
             if error is not None:
                 actor.requests.pop(arid, None)
                 req.queue.put_nowait(error)
@@ -454,6 +460,17 @@ class RayPool:
                 if chunk.finish_reason is not None:
                     actor.requests.pop(arid, None)
                 req.queue.put_nowait(chunk)
+
+    def _engine_died(self, actor: _Actor, error: EngineError) -> None:
+        """Kill an actor whose engine died (a restart, if any are left, reloads the engine) and
+        move its requests to the live actors."""
+        import ray
+
+        try:
+            ray.kill(actor.handle, no_restart=self.max_restarts == 0)
+        except Exception:  # already dead
+            pass
+        self._actor_down(actor, error)
 
     def _actor_down(self, actor: _Actor, exc: BaseException) -> None:
         if not actor.alive:
