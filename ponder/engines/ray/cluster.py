@@ -33,7 +33,8 @@ __all__ = ["PoolError", "Placement", "placement", "create_group", "group_strateg
 
 
 class PoolError(RuntimeError):
-    """The pool cannot serve: Ray does not start, the cluster is unreachable, or no actor is left."""
+    """The pool cannot start: Ray does not start, the cluster is unreachable or too small, or the actors fail.
+    (With no live actor left while serving, the pool raises `EngineError`: the engine died.)"""
 
 
 @dataclass(frozen=True)
