@@ -376,7 +376,7 @@ def test_eval_on_an_openai_server_that_is_not_there_is_one_line_and_status_2(tmp
     result = CliRunner().invoke(app, ["eval", "--engine", "openai", "--base-url", url, "--limit", "2",
                                       "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 2, result.output
-    assert f"openai engine could not start" in result.output and f"cannot reach the server at {url}/models" in result.output
+    assert "openai engine could not start" in result.output and f"cannot reach the server at {url}/models" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run" / "results.jsonl").exists()
 
 
@@ -546,3 +546,33 @@ async def test_a_vllm_engine_dying_in_a_ray_actor_moves_its_requests_and_the_las
         assert "actor 1: EngineError: vllm engine died" in said and "\n" not in said
     finally:
         await pool.aclose()
+
+
+async def test_the_pool_reads_a_whole_batch_before_an_engine_death_and_fails_a_request_that_met_two():
+    """The pool's side of an actor's engine death, on its own bookkeeping (no Ray call succeeds
+    here: the actor handle is a stand-in, so the kill is a no-op). In one pushed batch: a request
+    that finished keeps its finish, one with tokens gets them and then moves (`Died`), and one whose
+    second engine this is gets the EngineError instead of taking it to the next actor."""
+    import asyncio
+
+    from ponder.engines.base import EngineStats
+    from ponder.engines.ray.pool import RayPool
+    from ponder.engines.ray.state import Actor, Died, Request
+    from ponder.types import Chunk, SamplingParams
+
+    pool = RayPool.__new__(RayPool)  # the bookkeeping only
+    pool.max_restarts, pool._stats = 0, EngineStats()
+    actor = Actor(0, handle=None)
+    pool._actors = [actor]
+    reqs = {rid: Request(rid, [1], SamplingParams(max_tokens=8), asyncio.Queue()) for rid in ("done", "moves", "twice")}
+    reqs["twice"].engine_deaths = 1
+    actor.requests.update(reqs)
+    death = EngineError("vllm", "m", "the engine-core process ended by signal SIGKILL", started=True)
+    pool._dispatch(actor, {"done": (Chunk((5,), finish_reason="stop"), None, 5),
+                           "moves": (Chunk((7,)), death, 3), "twice": (None, death, 2)})
+    got = {rid: [r.queue.get_nowait() for _ in range(r.queue.qsize())] for rid, r in reqs.items()}
+    assert got["done"] == [Chunk((5,), finish_reason="stop")]
+    assert got["moves"][0] == Chunk((7,)) and isinstance(got["moves"][1], Died) and len(got["moves"]) == 2
+    assert got["twice"] == [death] and reqs["twice"].engine_deaths == 2
+    assert not actor.alive and actor.error.startswith("EngineError: vllm engine died") and not actor.requests
+    assert pool._stats.generated_tokens == 10

@@ -17,6 +17,7 @@ import os
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
+from ponder.engines.base import EngineError
 from ponder.engines.ray.channel import Listener, frame, merge_chunks, read_frame
 from ponder.types import Chunk, SamplingParams
 
@@ -48,8 +49,12 @@ class EngineActor:
         self.reader = 0  # the newest reader (stream or `push` call); an older one stops
         self.listener = Listener(self._serve)
         self.closed = asyncio.Event()
+        self.died: Exception | None = None
+        """The engine's death (`EngineError`), once a request met it: the pool kills this actor."""
 
     async def ready(self) -> dict[str, Any]:
+        if self.died is not None:  # asked before the pool's kill took effect: not ready, ever
+            raise self.died
         await self.engine.start()  # vLLM's engine core starts here, in the actor's loop
         import ray
 
@@ -74,6 +79,8 @@ class EngineActor:
             raise
         except Exception as exc:  # reaches the caller's stream as the same exception
             stream.error = exc
+            if isinstance(exc, EngineError):
+                self.died = exc
             self.wake.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

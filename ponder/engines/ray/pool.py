@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal
 
 from ponder.engines.base import EngineError, EngineStats, request_ids
 from ponder.engines.ray.actor import EngineActor
 from ponder.engines.ray.channel import dial, frame, merged, read_frame
+from ponder.engines.ray.state import Actor, Died, Request, Resubmission
 from ponder.engines.ray.cluster import (PoolError, check_room, connect, create_group, first_line, gone_for_good,
                                         group_strategy, placement, probe_grpc, remove_group)
 from ponder.types import Chunk, SamplingParams
@@ -56,64 +56,6 @@ ACK = frame(("ack", 0, None))
 WATCH_S = 5.0
 """After an actor's stream closes: how long to wait for Ray to report the actor dead before
 taking it for alive (and reading it through Ray from then on)."""
-
-
-@dataclass
-class Resubmission:
-    """A request moved off a dead actor."""
-
-    request_id: str
-    dead_actor: int
-    new_actor: int
-    tokens_carried: int
-    """Tokens already streamed, passed on as prompt so the continuation starts where the stream was."""
-    error: str
-
-
-@dataclass
-class _Request:
-    """Pool side: one caller's request."""
-
-    rid: str
-    prompt_ids: list[int]
-    params: SamplingParams
-    queue: asyncio.Queue
-    received: list[int] = field(default_factory=list)
-    attempt: int = 0
-    arid: str = ""
-    actor: Any = None
-    carried: int = 0
-    """Tokens received before the current attempt (sent to it as prompt)."""
-    held: Any = None
-    """An item taken from the queue while merging chunks, read next."""
-    counts: dict[str, int] = field(default_factory=dict)
-    finished: bool = False
-
-
-@dataclass
-class _Died:
-    arid: str
-    actor: int
-    error: str
-
-
-@dataclass
-class _Actor:
-    index: int
-    handle: Any
-    group: Any = None
-    """Its placement group (tensor-parallel vLLM with vLLM's Ray executor), removed with it."""
-    alive: bool = True
-    requests: dict[str, _Request] = field(default_factory=dict)
-    reader: asyncio.Task | None = None
-    to_abort: list[_Request] = field(default_factory=list)
-    channel: tuple | None = None
-    """(host, port, key) of the actor's direct stream; None: use Ray's streaming generator."""
-    writer: asyncio.StreamWriter | None = None
-    tickets: dict[int, asyncio.Future] = field(default_factory=dict)
-    error: str = ""
-    reviving: bool = False
-    """Dead, and Ray is restarting it: requests wait for it when no other actor is alive."""
 
 
 class RayPool:
@@ -163,7 +105,7 @@ class RayPool:
             engine_kwargs["threads"] = max(1, int(num_cpus))  # keep actors from oversubscribing their cores
         check_room(actors, num_cpus, self.placement.gpus, wait_s=min(10.0, startup_timeout))
         self.max_restarts, self.startup_timeout = max_restarts, startup_timeout
-        self._actors: list[_Actor] = []
+        self._actors: list[Actor] = []
         for i in range(actors):
             self._actors.append(self._spawn(i, engine, engine_kwargs))
         try:
@@ -185,13 +127,13 @@ class RayPool:
         self.routed: dict[str, int] = {}
         """request id -> the actor that served it last (kept for the last 4096 requests)."""
         self._stats = EngineStats()
-        self._aborting: list[tuple[list[_Request], Any]] = []
+        self._aborting: list[tuple[list[Request], Any]] = []
         """Sent aborts: (requests, the future or Ray reference of the actor's answer)."""
         self._flush_soon = False
         self._tickets = 0
         self._turn = 0
 
-    def _spawn(self, index: int, engine: str, kwargs: dict[str, Any]) -> _Actor:
+    def _spawn(self, index: int, engine: str, kwargs: dict[str, Any]) -> Actor:
         import ray
 
         options: dict[str, Any] = {**self.placement.actor, "max_restarts": self.max_restarts,
@@ -200,7 +142,7 @@ class RayPool:
         if self.placement.bundles is not None:
             group = create_group(self.placement.bundles)
             options["scheduling_strategy"] = group_strategy(group)
-        return _Actor(index, ray.remote(EngineActor).options(**options).remote(engine, kwargs), group)
+        return Actor(index, ray.remote(EngineActor).options(**options).remote(engine, kwargs), group)
 
     # -- protocol ---------------------------------------------------------------------------
     @property
@@ -228,13 +170,13 @@ class RayPool:
     ) -> AsyncIterator[Chunk]:
         if not prompt_ids:
             raise ValueError("prompt_ids is empty")
-        req = _Request(request_id or next(request_ids), [int(t) for t in prompt_ids], params, asyncio.Queue())
+        req = Request(request_id or next(request_ids), [int(t) for t in prompt_ids], params, asyncio.Queue())
         self._stats.requests += 1
         try:
             await self._submit(req)
             while True:
                 item, req.held = merged(req.queue, req.held if req.held is not None else await req.queue.get())
-                if isinstance(item, _Died):
+                if isinstance(item, Died):
                     if item.arid == req.arid:  # a stale notice from an earlier attempt is ignored
                         await self._resubmit(req, item)
                     continue
@@ -288,7 +230,7 @@ class RayPool:
             actor.group = None
 
     # -- routing ----------------------------------------------------------------------------
-    def _pick(self) -> _Actor:
+    def _pick(self) -> Actor:
         live = [a for a in self._actors if a.alive]
         if not live:  # the pool, as an engine, died
             reasons = "; ".join(f"actor {a.index}: {a.error or 'dead'}" for a in self._actors)
@@ -297,7 +239,7 @@ class RayPool:
         n = len(self._actors)
         return min(live, key=lambda a: (len(a.requests), (a.index - self._turn) % n))
 
-    async def _submit(self, req: _Request) -> None:
+    async def _submit(self, req: Request) -> None:
         from ray.exceptions import RayActorError
 
         while True:
@@ -322,13 +264,13 @@ class RayPool:
                 self.routed.pop(next(iter(self.routed)))
             return
 
-    async def _resubmit(self, req: _Request, died: _Died) -> None:
+    async def _resubmit(self, req: Request, died: Died) -> None:
         req.attempt += 1
         await self._submit(req)
         self.resubmissions.append(Resubmission(req.rid, died.actor, req.actor.index, len(req.received), died.error))
 
     # -- aborts: one call per actor for all the streams one loop turn closes ------------------
-    def _abort(self, req: _Request) -> None:
+    def _abort(self, req: Request) -> None:
         req.finished = True
         actor = req.actor
         if actor is None:
@@ -385,19 +327,19 @@ class RayPool:
                 self._stats.tokens_after_abort += max(0, final - (len(req.received) - req.carried))
         self._aborting = [x for x in self._aborting if x not in finished]
 
-    def _count(self, req: _Request, arid: str, count: int) -> None:
+    def _count(self, req: Request, arid: str, count: int) -> None:
         delta = count - req.counts.get(arid, 0)
         if delta > 0:
             req.counts[arid] = count
             self._stats.count(req.rid, delta)
 
     # -- the per-actor reader of the pushed tokens ------------------------------------------
-    def _ensure_reader(self, actor: _Actor) -> None:
+    def _ensure_reader(self, actor: Actor) -> None:
         loop = asyncio.get_running_loop()
         if actor.reader is None or actor.reader.done() or actor.reader.get_loop() is not loop:
             actor.reader = loop.create_task(self._read(actor))
 
-    async def _read(self, actor: _Actor) -> None:
+    async def _read(self, actor: Actor) -> None:
         """Read what the actor pushes: over its direct stream, or through Ray if unreachable."""
         from ray.exceptions import RayActorError
 
@@ -424,7 +366,7 @@ class RayPool:
         except RayActorError as exc:
             self._actor_down(actor, exc)
 
-    async def _read_stream(self, actor: _Actor, reader: asyncio.StreamReader) -> None:
+    async def _read_stream(self, actor: Actor, reader: asyncio.StreamReader) -> None:
         """Until the stream closes: hand tokens to their requests, answers to their aborts."""
         try:
             while True:
@@ -444,15 +386,15 @@ class RayPool:
             answer.set_exception(ConnectionError("the actor's stream closed"))
         actor.tickets.clear()
 
-    def _dispatch(self, actor: _Actor, data: dict[str, tuple[Chunk | None, BaseException | None, int]]) -> None:
+    def _dispatch(self, actor: Actor, data: dict[str, tuple[Chunk | None, BaseException | None, int]]) -> None:
+        died: EngineError | None = None
         for arid, (chunk, error, count) in data.items():
+            if isinstance(error, EngineError):  # the actor's engine died: the actor is down once the batch is in
+                died, error = died or error, None
             req = actor.requests.get(arid)
             if req is None:  # aborted meanwhile
                 continue
             self._count(req, arid, count)
-            if isinstance(error, EngineError):  # the actor's engine died: so is the actor, its requests move
-                self._engine_died(actor, error)
-                return
             if error is not None:
                 actor.requests.pop(arid, None)
                 req.queue.put_nowait(error)
@@ -460,24 +402,32 @@ class RayPool:
                 if chunk.finish_reason is not None:
                     actor.requests.pop(arid, None)
                 req.queue.put_nowait(chunk)
+        if died is not None:
+            self._engine_died(actor, died)
 
-    def _engine_died(self, actor: _Actor, error: EngineError) -> None:
+    def _engine_died(self, actor: Actor, error: EngineError) -> None:
         """Kill an actor whose engine died (a restart, if any are left, reloads the engine) and
-        move its requests to the live actors."""
+        move its requests to the live actors; a request whose second engine died under it gets the
+        error instead (it may be what kills them: moving it on would take down every actor)."""
         import ray
 
         try:
             ray.kill(actor.handle, no_restart=self.max_restarts == 0)
         except Exception:  # already dead
             pass
+        for arid, req in list(actor.requests.items()):
+            req.engine_deaths += 1
+            if req.engine_deaths >= 2:
+                actor.requests.pop(arid)
+                req.queue.put_nowait(error)
         self._actor_down(actor, error)
 
-    def _actor_down(self, actor: _Actor, exc: BaseException) -> None:
+    def _actor_down(self, actor: Actor, exc: BaseException) -> None:
         if not actor.alive:
             return
         actor.alive, actor.error = False, first_line(exc)
         for arid, req in actor.requests.items():
-            req.queue.put_nowait(_Died(arid, actor.index, actor.error))
+            req.queue.put_nowait(Died(arid, actor.index, actor.error))
         actor.requests.clear()
         actor.to_abort.clear()
         if self.max_restarts > 0:
@@ -487,7 +437,7 @@ class RayPool:
             remove_group(actor.group)
             actor.group = None
 
-    async def _revive(self, actor: _Actor) -> None:
+    async def _revive(self, actor: Actor) -> None:
         """Wait for Ray to restart the actor (its engine reloads), then route to it again."""
         deadline = time.monotonic() + self.startup_timeout
         try:
